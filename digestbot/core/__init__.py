@@ -1,0 +1,1 @@
+"""The pure core: values in, values out. Nothing here touches a database, a clock or the network."""

@@ -1,0 +1,212 @@
+"""Parse a plain-text snapshot of the Hugging Face "Daily Papers" listing.
+
+The format, as saved from the page::
+
+    new
+    Get trending papers in your email inbox!
+    Subscribe
+    Daily Papers                      (sometimes)
+    byAK and the research community
+    Mar 13                            <- snapshot date, no year
+
+    <title>
+
+    <abstract>
+
+      • 7 authors                     <- optional metadata block
+    ·
+    Oct 16, 2023 12                   <- published date, optional year, optional upvotes
+
+Paragraphs (runs of non-blank lines) are the unit: a title paragraph, an abstract paragraph,
+then optionally a metadata paragraph. A title left without an abstract at the end of a
+truncated file is dropped with a warning.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from dataclasses import dataclass, field
+from datetime import date
+
+from digestbot.errors import DumpError
+
+MONTHS = {m: i for i, m in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)}
+
+# "Mar 26", "Oct 16, 2023", "Feb 18 2" (upvotes), "Dec 12, 2024 1"
+_DATE_LINE = re.compile(r"([A-Za-z]{3})[a-z]*\.? (\d{1,2})(?:, ?(\d{4}))?(?: (\d{1,7}))?")
+_AUTHORS_LINE = re.compile(r"•\s*(\d{1,6})\s+authors?", re.IGNORECASE)
+_SEPARATORS = frozenset({"·", "•", "-"})
+_CHROME = frozenset({
+    "new",
+    "get trending papers in your email inbox!",
+    "subscribe",
+    "daily papers",
+    "byak and the research community",
+})
+# How far into a file the snapshot date may appear before we decide it is not a dump.
+_HEADER_LINES = 40
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One paper as listed in a dump."""
+
+    title: str
+    abstract: str
+    authors_count: int | None = None
+    published: date | None = None
+    upvotes: int | None = None
+    line: int = 0  # 1-based line of the title, for messages
+
+
+@dataclass(frozen=True, slots=True)
+class Dump:
+    snapshot_date: date
+    entries: list[Entry]
+    warnings: list[str] = field(default_factory=list)
+
+
+def decode(data: bytes) -> str:
+    """Bytes to text: UTF-8 (with or without BOM), or UTF-16 when it says so with a BOM.
+
+    Raises DumpError for empty, binary or non-UTF-8 input, saying what was found.
+    """
+    if not data.strip():
+        raise DumpError("empty file")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise DumpError(f"broken UTF-16 text at byte {exc.start}") from None
+    if b"\x00" in data[:8192]:
+        raise DumpError("binary file (NUL bytes), not a text dump")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        bad = data[exc.start:exc.start + 1].hex()
+        raise DumpError(f"not UTF-8 text: byte 0x{bad} at offset {exc.start} (save the dump as UTF-8)") from None
+
+
+def infer_year(month: int, day: int, not_after: date) -> date:
+    """The date with this month and day closest before (or on) ``not_after``."""
+    for year in range(not_after.year, not_after.year - 9, -1):  # 8 years always holds a Feb 29
+        try:
+            candidate = date(year, month, day)
+        except ValueError:
+            continue
+        if candidate <= not_after:
+            return candidate
+    raise DumpError(f"impossible date: month {month}, day {day}")
+
+
+def _parse_date(line: str, reference: date) -> tuple[date, int | None] | None:
+    """(date, upvotes) for a date line, or None if the line is not one."""
+    m = _DATE_LINE.fullmatch(line)
+    if not m:
+        return None
+    month = MONTHS.get(m[1].lower())
+    if month is None:
+        return None
+    day = int(m[2])
+    try:
+        when = date(int(m[3]), month, day) if m[3] else infer_year(month, day, reference)
+    except (ValueError, DumpError):
+        return None
+    return when, (int(m[4]) if m[4] else None)
+
+
+def _paragraphs(text: str):
+    """Yield (first line number, [stripped lines]) for each run of non-blank lines."""
+    block: list[str] = []
+    start = 0
+    for number, raw in enumerate(text.split("\n"), start=1):
+        line = raw.strip()
+        if line:
+            if not block:
+                start = number
+            block.append(line)
+        elif block:
+            yield start, block
+            block = []
+    if block:
+        yield start, block
+
+
+def _is_metadata(line: str) -> bool:
+    return line[0] in "•·" or line in _SEPARATORS or bool(_DATE_LINE.fullmatch(line))
+
+
+def parse_dump(data: bytes | str, reference: date) -> Dump:
+    """Parse a dump. ``reference`` is the latest date the snapshot can have (e.g. the file's mtime).
+
+    Raises DumpError with a one-line reason when the input is not a dump at all.
+    """
+    text = decode(data) if isinstance(data, bytes) else data.removeprefix("\ufeff")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    paragraphs = _paragraphs(text)
+    warnings: list[str] = []
+
+    snapshot: date | None = None
+    for start, lines in paragraphs:
+        rest = []
+        for offset, line in enumerate(lines):
+            if snapshot is None and line.casefold() in _CHROME:
+                continue
+            if snapshot is None:
+                parsed = _parse_date(line, reference)
+                if parsed is None:
+                    raise DumpError(
+                        f"not a Daily Papers dump: line {start + offset} should be the snapshot date "
+                        f"(like 'Mar 13'), found {line[:60]!r}"
+                    )
+                snapshot = parsed[0]
+            else:
+                rest.append(line)
+        if snapshot is not None:
+            if rest:  # the date shared its paragraph with the first title: unusual, but not fatal
+                paragraphs = _chain([(start + len(lines) - len(rest), rest)], paragraphs)
+            break
+        if start > _HEADER_LINES:
+            break
+    if snapshot is None:
+        raise DumpError("not a Daily Papers dump: no snapshot date line (like 'Mar 13') near the top")
+
+    entries: list[Entry] = []
+    title: str | None = None
+    title_line = 0
+    for start, lines in paragraphs:
+        if title is None and entries and _is_metadata(lines[0]):
+            entries[-1] = _with_metadata(entries[-1], lines, start, snapshot, warnings)
+            continue
+        joined = " ".join(" ".join(lines).split())
+        if title is None:
+            title, title_line = joined, start
+        else:
+            entries.append(Entry(title=title, abstract=joined, line=title_line))
+            title = None
+    if title is not None:
+        warnings.append(f"line {title_line}: title without an abstract at the end (truncated file?): skipped")
+    if not entries:
+        raise DumpError("no papers found after the snapshot date")
+    return Dump(snapshot_date=snapshot, entries=entries, warnings=warnings)
+
+
+def _chain(first, rest):
+    yield from first
+    yield from rest
+
+
+def _with_metadata(entry: Entry, lines: list[str], start: int, snapshot: date, warnings: list[str]) -> Entry:
+    authors, published, upvotes = entry.authors_count, entry.published, entry.upvotes
+    for offset, line in enumerate(lines):
+        if line in _SEPARATORS:
+            continue
+        if m := _AUTHORS_LINE.fullmatch(line):
+            authors = int(m[1])
+        elif parsed := _parse_date(line, snapshot):
+            published, upvotes = parsed
+        else:
+            warnings.append(f"line {start + offset}: unrecognised metadata {line[:60]!r}: ignored")
+    return Entry(entry.title, entry.abstract, authors, published, upvotes, entry.line)

@@ -1,0 +1,276 @@
+"""Ingest dump files: read, parse, diff against the stored papers, record. One transaction per file."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from digestbot.core.dumps import Dump, Entry, parse_dump
+from digestbot.core.identity import abstract_fingerprint, title_key
+from digestbot.errors import DumpError
+from digestbot.store.models import DumpFile, Paper
+
+CHUNK = 500  # bound on IN (...) lists: well under SQLite's and PostgreSQL's parameter limits
+
+
+@dataclass
+class FileResult:
+    path: str
+    status: str  # ingested | skipped | deferred | failed
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    new_paper_ids: list[int] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return {
+            "path": self.path, "status": self.status, "new": self.new, "updated": self.updated,
+            "unchanged": self.unchanged, "error": self.error,
+        }
+
+
+@dataclass
+class IngestReport:
+    files: list[FileResult] = field(default_factory=list)
+
+    @property
+    def new(self) -> int:
+        return sum(f.new for f in self.files)
+
+    @property
+    def updated(self) -> int:
+        return sum(f.updated for f in self.files)
+
+    @property
+    def unchanged(self) -> int:
+        return sum(f.unchanged for f in self.files)
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [f for f in self.files if f.status == "failed"]
+
+    @property
+    def new_paper_ids(self) -> list[int]:
+        return [pid for f in self.files for pid in f.new_paper_ids]
+
+    def as_json(self) -> dict:
+        return {
+            "new": self.new, "updated": self.updated, "unchanged": self.unchanged,
+            "files": [f.as_json() for f in self.files],
+        }
+
+
+def expand_paths(paths: Iterable[Path]) -> Iterator[Path]:
+    """Files as given; folders as every regular, non-hidden file inside, sorted by name."""
+    for path in paths:
+        if path.is_dir():
+            yield from sorted(
+                (p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")),
+                key=lambda p: p.name,
+            )
+        else:
+            yield path
+
+
+def ingest_paths(
+    engine: Engine,
+    paths: Iterable[Path],
+    *,
+    now: datetime,
+    settle_seconds: float,
+    on_file: Callable[[FileResult], None] | None = None,
+) -> IngestReport:
+    """Ingest every file under ``paths``; a failing file is recorded and never stops the others."""
+    report = IngestReport()
+    for path in expand_paths(paths):
+        result = ingest_file(engine, path, now=now, settle_seconds=settle_seconds)
+        report.files.append(result)
+        if on_file is not None:
+            on_file(result)
+    return report
+
+
+def ingest_file(engine: Engine, path: Path, *, now: datetime, settle_seconds: float) -> FileResult:
+    shown = str(path)
+    try:
+        before = path.stat()
+        if now.timestamp() - before.st_mtime < settle_seconds:
+            return FileResult(shown, "deferred", error="modified in the last few seconds: still being written?")
+        data = path.read_bytes()
+        after = path.stat()
+    except OSError as exc:
+        return FileResult(shown, "failed", error=f"cannot read: {exc.strerror or exc}")
+    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(data) != after.st_size:
+        return FileResult(shown, "deferred", error="changed while being read: still being written?")
+
+    sha = hashlib.sha256(data).hexdigest()
+    with Session(engine) as session:
+        known = session.scalar(select(DumpFile).where(DumpFile.sha256 == sha))
+        if known is not None and known.status == "ingested":
+            return FileResult(shown, "skipped", error=f"same content as {known.path}, already ingested")
+
+    reference = datetime.fromtimestamp(after.st_mtime, UTC).date()
+    try:
+        dump = parse_dump(data, reference=min(reference, now.date()))
+    except DumpError as exc:
+        _record_failure(engine, shown, sha, len(data), str(exc), now)
+        return FileResult(shown, "failed", error=str(exc))
+
+    try:
+        with Session(engine) as session, session.begin():
+            result = _store_dump(session, shown, sha, len(data), dump, now)
+    except IntegrityError:
+        # Another process ingested the same content at the same moment.
+        return FileResult(shown, "skipped", error="ingested concurrently by another process")
+    except SQLAlchemyError as exc:
+        reason = f"database error: {exc.__class__.__name__}: {str(exc.orig if hasattr(exc, 'orig') else exc)}"
+        reason = reason.splitlines()[0]
+        _record_failure(engine, shown, sha, len(data), reason, now)
+        return FileResult(shown, "failed", error=reason)
+    return result
+
+
+def _record_failure(engine: Engine, path: str, sha: str, size: int, reason: str, now: datetime) -> None:
+    with Session(engine) as session, session.begin():
+        row = session.scalar(select(DumpFile).where(DumpFile.sha256 == sha))
+        if row is None:
+            row = DumpFile(sha256=sha)
+            session.add(row)
+        row.path, row.size, row.status, row.error, row.processed_at = path, size, "failed", reason, now
+
+
+@dataclass(slots=True)
+class _Candidate:
+    """One distinct paper of a dump, with its keys and the stored paper it matched, if any."""
+
+    entry: Entry
+    key: str
+    fingerprint: str
+    stored: object = None  # the Row of the matching stored paper
+
+
+def _distinct(entries: list[Entry]) -> list[_Candidate]:
+    """Entries folded by identity: a paper listed twice in one dump counts once (later metadata wins)."""
+    by_key: dict[str, _Candidate] = {}
+    by_fp: dict[str, _Candidate] = {}
+    out: list[_Candidate] = []
+    for entry in entries:
+        key, fp = title_key(entry.title), abstract_fingerprint(entry.abstract)
+        seen = by_key.get(key) or by_fp.get(fp)
+        if seen is None:
+            seen = _Candidate(entry, key, fp)
+            out.append(seen)
+        else:
+            seen.entry = _merge(seen.entry, entry)
+        by_key[key] = by_fp[fp] = seen
+    return out
+
+
+def _merge(old: Entry, new: Entry) -> Entry:
+    return Entry(
+        title=old.title, abstract=old.abstract,
+        authors_count=new.authors_count if new.authors_count is not None else old.authors_count,
+        published=new.published if new.published is not None else old.published,
+        upvotes=new.upvotes if new.upvotes is not None else old.upvotes,
+        line=old.line,
+    )
+
+
+_KNOWN_COLUMNS = (
+    Paper.id, Paper.title, Paper.title_key, Paper.abstract_fp,
+    Paper.authors_count, Paper.upvotes, Paper.published,
+)
+
+
+def _chunks(items: list, size: int = CHUNK) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _attach_known(session: Session, candidates: list[_Candidate]) -> None:
+    """Find the stored paper of each candidate: by title key first, then by abstract fingerprint."""
+    by_key = {c.key: c for c in candidates}
+    for chunk in _chunks(list(by_key)):
+        for row in session.execute(select(*_KNOWN_COLUMNS).where(Paper.title_key.in_(chunk))):
+            by_key[row.title_key].stored = row
+    by_fp = {c.fingerprint: c for c in candidates if c.stored is None}
+    for chunk in _chunks(list(by_fp)):
+        for row in session.execute(select(*_KNOWN_COLUMNS).where(Paper.abstract_fp.in_(chunk))):
+            candidate = by_fp[row.abstract_fp]
+            if candidate.stored is None:
+                candidate.stored = row
+
+
+def _store_dump(session: Session, path: str, sha: str, size: int, dump: Dump, now: datetime) -> FileResult:
+    candidates = _distinct(dump.entries)
+    _attach_known(session, candidates)
+
+    record = session.scalar(select(DumpFile).where(DumpFile.sha256 == sha)) or DumpFile(sha256=sha)
+    record.path, record.size, record.status, record.error = path, size, "ingested", None
+    record.snapshot_date, record.entries, record.processed_at = dump.snapshot_date, len(dump.entries), now
+    record.warnings = "\n".join(dump.warnings) or None
+    session.add(record)
+    session.flush()
+
+    fresh, changed, unchanged_ids = [], [], []
+    for c in candidates:
+        e, row = c.entry, c.stored
+        if row is None:
+            fresh.append({
+                "title": e.title, "title_key": c.key, "abstract": e.abstract, "abstract_fp": c.fingerprint,
+                "authors_count": e.authors_count, "upvotes": e.upvotes, "published": e.published,
+                "first_seen": now, "last_seen": now, "first_dump_id": record.id,
+            })
+            continue
+        merged = _merged_row(row, e, c.fingerprint)
+        if merged == _stored_row(row):
+            unchanged_ids.append(row.id)
+        else:
+            changed.append({"id": row.id, **merged, "title_key": c.key, "last_seen": now, "updated_at": now,
+                            **({"abstract": e.abstract} if c.fingerprint != row.abstract_fp else {})})
+
+    new_ids: list[int] = []
+    if fresh:
+        new_ids = list(session.scalars(insert(Paper).returning(Paper.id, sort_by_parameter_order=True), fresh))
+    # Rows with and without an abstract change have different keys: send each shape as one batch.
+    for batch in _by_shape(changed):
+        session.execute(update(Paper), batch)
+    for chunk in _chunks(unchanged_ids):
+        session.execute(update(Paper).where(Paper.id.in_(chunk)).values(last_seen=now))
+
+    record.new, record.updated, record.unchanged = len(fresh), len(changed), len(unchanged_ids)
+    return FileResult(path, "ingested", len(fresh), len(changed), len(unchanged_ids),
+                      warnings=list(dump.warnings), new_paper_ids=new_ids)
+
+
+def _by_shape(rows: list[dict]) -> list[list[dict]]:
+    shapes: dict[frozenset, list[dict]] = {}
+    for row in rows:
+        shapes.setdefault(frozenset(row), []).append(row)
+    return list(shapes.values())
+
+
+def _stored_row(row) -> dict:
+    return {"title": row.title, "abstract_fp": row.abstract_fp, "authors_count": row.authors_count,
+            "upvotes": row.upvotes, "published": row.published}
+
+
+def _merged_row(row, entry: Entry, fingerprint: str) -> dict:
+    """The stored paper updated with what the dump says; metadata a dump omits is kept, not erased."""
+    return {
+        "title": entry.title,
+        "abstract_fp": fingerprint,
+        "authors_count": entry.authors_count if entry.authors_count is not None else row.authors_count,
+        "upvotes": entry.upvotes if entry.upvotes is not None else row.upvotes,
+        "published": entry.published if entry.published is not None else row.published,
+    }
+

@@ -1,0 +1,48 @@
+"""Read-only views of the store: recent papers and the health summary behind `digestbot status`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from digestbot.store.models import DumpFile, Paper
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def paper_json(paper: Paper) -> dict:
+    return {
+        "id": paper.id, "title": paper.title, "abstract": paper.abstract,
+        "authors_count": paper.authors_count, "upvotes": paper.upvotes, "published": _iso(paper.published),
+        "first_seen": _iso(paper.first_seen), "last_seen": _iso(paper.last_seen),
+    }
+
+
+def recent_papers(session: Session, limit: int) -> list[Paper]:
+    """Newest first: by when digestbot first saw them, then by id (the order within a dump)."""
+    return list(session.scalars(select(Paper).order_by(Paper.first_seen.desc(), Paper.id.desc()).limit(limit)))
+
+
+def store_status(session: Session) -> dict:
+    files_by_status = dict(session.execute(select(DumpFile.status, func.count()).group_by(DumpFile.status)).all())
+    last = session.scalar(
+        select(DumpFile).where(DumpFile.status == "ingested").order_by(DumpFile.processed_at.desc(), DumpFile.id.desc()).limit(1)
+    )
+    failed = session.scalars(
+        select(DumpFile).where(DumpFile.status == "failed").order_by(DumpFile.processed_at.desc())
+    )
+    newest: datetime | None = session.scalar(select(func.max(Paper.first_seen)))
+    return {
+        "papers": session.scalar(select(func.count()).select_from(Paper)) or 0,
+        "newest_paper_seen": _iso(newest),
+        "dump_files": {"ingested": files_by_status.get("ingested", 0), "failed": files_by_status.get("failed", 0)},
+        "last_ingest": None if last is None else {
+            "path": last.path, "at": _iso(last.processed_at), "snapshot_date": _iso(last.snapshot_date),
+            "new": last.new, "updated": last.updated, "unchanged": last.unchanged,
+        },
+        "failed_files": [{"path": f.path, "error": f.error, "at": _iso(f.processed_at)} for f in failed],
+    }

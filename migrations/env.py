@@ -1,0 +1,46 @@
+"""Alembic environment. digestbot runs migrations itself ('digestbot init') and passes its
+connection in ``config.attributes``; the alembic CLI works too, with DIGESTBOT_DATABASE_URL."""
+
+from __future__ import annotations
+
+import os
+
+from alembic import context
+from sqlalchemy import create_engine
+
+from digestbot.store.models import Base
+
+target_metadata = Base.metadata
+
+
+def _configure(**kwargs) -> None:
+    # render_as_batch: SQLite cannot ALTER most things; batch mode copies the table instead.
+    context.configure(target_metadata=target_metadata, render_as_batch=True, **kwargs)
+
+
+def run_offline() -> None:
+    _configure(url=os.environ.get("DIGESTBOT_DATABASE_URL", "sqlite:///digestbot.db"), literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_online() -> None:
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        _configure(connection=connection)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    from digestbot.store.db import connect
+
+    engine = connect(os.environ.get("DIGESTBOT_DATABASE_URL", "sqlite:///digestbot.db"))
+    with engine.begin() as connection:
+        _configure(connection=connection)
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_offline()
+else:
+    run_online()
