@@ -1,0 +1,362 @@
+"""The query language: parse a search-engine style query into a tree, and evaluate it simply.
+
+    diffusion transformer          both words (AND is implied; AND may be written)
+    "exact phrase"                 the words in order, adjacent
+    diffusion OR flow              either
+    -survey   NOT survey           without
+    quantiz*                       any word starting with quantiz
+    title:word  title:"a phrase"  title:(a OR b)   abstract:...   a field
+    (a OR b) c                     parentheses group
+
+Words are case-insensitive, accent-folded and singular (see digestbot.core.text).
+Anything a user types is data: there are no regular expressions, and limits on length and
+terms keep every query cheap to evaluate.
+
+``evaluate`` here is the plain reference semantics; digestbot.core.matcher evaluates many
+queries against many papers at once and must agree with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal, Union
+
+from digestbot.core.text import Field, analyze, join_key, phrase_in, raw_words, stem
+from digestbot.errors import UsageError
+
+MAX_LENGTH = 500
+MAX_TERMS = 50
+MIN_PREFIX = 2
+
+FieldName = Literal["any", "title", "abstract"]
+FIELDS: tuple[str, ...] = ("title", "abstract")
+
+
+class QueryError(UsageError):
+    """A query that cannot be used, with the column (1-based) where it goes wrong."""
+
+    def __init__(self, problem: str, column: int | None = None) -> None:
+        where = f" at column {column}" if column is not None else ""
+        super().__init__(f"bad query: {problem}{where}")
+        self.problem = problem
+        self.column = column
+
+
+# ---- the tree ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    key: str  # stemmed word
+    field: FieldName = "any"
+
+
+@dataclass(frozen=True, slots=True)
+class Prefix:
+    prefix: str  # folded, unstemmed
+    field: FieldName = "any"
+
+
+@dataclass(frozen=True, slots=True)
+class Phrase:
+    raw: tuple[str, ...]  # folded, unstemmed words (joins are formed from raw words)
+    field: FieldName = "any"
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """Adjacent bare words: all of them, where any two neighbours may also be written joined
+    (``auto regressive`` finds ``autoregressive``)."""
+
+    raw: tuple[str, ...]
+    field: FieldName = "any"
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    child: Node
+
+
+Node = Union[Term, Prefix, Phrase, Run, And, Or, Not]
+Leaf = Union[Term, Prefix, Phrase, Run]
+
+
+# ---- lexing -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    kind: str  # WORD PHRASE LPAREN RPAREN OR AND NOT MINUS FIELD END
+    text: str
+    column: int
+
+
+_SPECIAL = set('()"')
+
+
+def _lex(query: str) -> Iterator[_Token]:
+    i, n = 0, len(query)
+    while i < n:
+        c = query[i]
+        column = i + 1
+        if c.isspace():
+            i += 1
+        elif c == "(":
+            yield _Token("LPAREN", c, column)
+            i += 1
+        elif c == ")":
+            yield _Token("RPAREN", c, column)
+            i += 1
+        elif c == '"':
+            end = query.find('"', i + 1)
+            if end < 0:
+                raise QueryError('unclosed quote "', column)
+            yield _Token("PHRASE", query[i + 1:end], column)
+            i = end + 1
+        elif c == "-" and i + 1 < n and not query[i + 1].isspace():
+            yield _Token("MINUS", c, column)
+            i += 1
+        else:
+            j = i
+            while j < n and not query[j].isspace() and query[j] not in _SPECIAL:
+                if query[j] == ":" and query[i:j].lower() in FIELDS:
+                    break
+                j += 1
+            word = query[i:j]
+            if j < n and query[j] == ":" and word.lower() in FIELDS:
+                yield _Token("FIELD", word.lower(), column)
+                j += 1
+            elif word in ("OR", "AND", "NOT"):
+                yield _Token(word, word, column)
+            else:
+                yield _Token("WORD", word, column)
+            i = j
+    yield _Token("END", "", n + 1)
+
+
+# ---- parsing ----------------------------------------------------------------------------------
+
+class _Parser:
+    def __init__(self, query: str) -> None:
+        self.tokens = list(_lex(query))
+        self.pos = 0
+        self.terms = 0
+
+    def peek(self) -> _Token:
+        return self.tokens[self.pos]
+
+    def take(self) -> _Token:
+        token = self.tokens[self.pos]
+        self.pos += 1
+        return token
+
+    def parse(self) -> Node:
+        if self.peek().kind == "END":
+            raise QueryError("the query is empty")
+        node = self.or_expr("any")
+        token = self.peek()
+        if token.kind == "RPAREN":
+            raise QueryError("unmatched ')'", token.column)
+        if token.kind != "END":  # pragma: no cover - every other token starts a term
+            raise QueryError(f"unexpected {token.text!r}", token.column)
+        return node
+
+    def or_expr(self, field: FieldName) -> Node:
+        starts = [self.peek()]
+        if starts[0].kind == "OR":
+            raise QueryError("OR needs a term before it", starts[0].column)
+        children = [self.and_expr(field, starts[0])]
+        while self.peek().kind == "OR":
+            op = self.take()
+            if self.peek().kind in ("END", "RPAREN", "OR"):
+                raise QueryError("OR needs a term after it", op.column)
+            starts.append(self.peek())
+            children.append(self.and_expr(field, starts[-1]))
+        if len(children) == 1:
+            return children[0]
+        for child, start in zip(children, starts):
+            if isinstance(child, Not):
+                raise QueryError("an exclusion cannot be one side of OR: it would match almost everything",
+                                 start.column)
+        return Or(tuple(children))
+
+    def and_expr(self, field: FieldName, start: _Token) -> Node:
+        items: list[Node] = []
+        run: list[str] = []  # bare words waiting to become a Term or a Run
+
+        def flush() -> None:
+            if len(run) == 1:
+                items.append(Term(stem(run[0]), field))
+            elif run:
+                items.append(Run(tuple(run), field))
+            run.clear()
+
+        while True:
+            token = self.peek()
+            if token.kind in ("END", "RPAREN", "OR"):
+                break
+            if token.kind == "AND":
+                self.take()
+                if self.peek().kind in ("END", "RPAREN", "OR", "AND"):
+                    raise QueryError("AND needs a term after it", token.column)
+                flush()
+                continue
+            if token.kind == "WORD" and not token.text.endswith("*"):
+                parts = self.word_parts(token)
+                self.take()
+                if len(parts) == 1:
+                    run.append(parts[0])
+                    continue
+                flush()
+                items.append(Phrase(tuple(parts), field))
+                continue
+            flush()
+            items.append(self.unary(field))
+        flush()
+        if not items:
+            raise QueryError("expected a term", start.column)
+        if all(isinstance(item, Not) for item in items):
+            if len(items) == 1:
+                return items[0]  # the caller (OR, or the top) decides whether a lone exclusion is allowed
+            raise QueryError("a query needs at least one term that is not excluded", start.column)
+        return items[0] if len(items) == 1 else And(tuple(items))
+
+    def unary(self, field: FieldName) -> Node:
+        token = self.take()
+        if token.kind in ("MINUS", "NOT"):
+            if self.peek().kind in ("END", "RPAREN", "OR", "AND", "MINUS", "NOT"):
+                raise QueryError(f"{token.text} needs a term after it", token.column)
+            child = self.unary(field)
+            if isinstance(child, Not):
+                raise QueryError("a double exclusion is confusing: remove both", token.column)
+            return Not(child)
+        if token.kind == "FIELD":
+            inner = self.peek()
+            if inner.kind in ("WORD", "PHRASE", "LPAREN"):
+                return self.unary(token.text)  # type: ignore[arg-type]
+            raise QueryError(f"{token.text}: needs a word, a \"phrase\" or (...) right after it", token.column)
+        if token.kind == "LPAREN":
+            if self.peek().kind == "RPAREN":
+                raise QueryError("empty parentheses", token.column)
+            node = self.or_expr(field)
+            if self.take().kind != "RPAREN":
+                raise QueryError("unclosed '('", token.column)
+            return node
+        if token.kind == "PHRASE":
+            parts = [part for word in raw_words(token.text) for part in word.split("-")]
+            if not parts:
+                raise QueryError("the phrase has no words", token.column)
+            self.count(token, len(parts))
+            return Term(stem(parts[0]), field) if len(parts) == 1 else Phrase(tuple(parts), field)
+        if token.kind == "WORD" and token.text.endswith("*"):
+            stemless = token.text[:-1]
+            if "*" in stemless:
+                raise QueryError("'*' may only end a word", token.column)
+            parts = raw_words(stemless)
+            if len(parts) != 1 or "-" in parts[0] or len(parts[0]) < MIN_PREFIX:
+                raise QueryError(
+                    f"a prefix needs at least {MIN_PREFIX} letters or digits before '*': {token.text!r}", token.column
+                )
+            self.count(token, 1)
+            return Prefix(parts[0], field)
+        if token.kind == "WORD":
+            parts = self.word_parts(token)
+            return Term(stem(parts[0]), field) if len(parts) == 1 else Phrase(tuple(parts), field)
+        if token.kind == "RPAREN":
+            raise QueryError("unmatched ')'", token.column)
+        raise QueryError(f"{token.text} needs a term on both sides", token.column)
+
+    def word_parts(self, token: _Token) -> list[str]:
+        parts = [part for word in raw_words(token.text) for part in word.split("-")]
+        if not parts:
+            raise QueryError(f"nothing searchable in {token.text!r}", token.column)
+        self.count(token, len(parts))
+        return parts
+
+    def count(self, token: _Token, n: int) -> None:
+        self.terms += n
+        if self.terms > MAX_TERMS:
+            raise QueryError(f"more than {MAX_TERMS} terms", token.column)
+
+
+def parse_query(query: str) -> Node:
+    """Parse ``query``; raises QueryError saying what is wrong and where."""
+    if len(query) > MAX_LENGTH:
+        raise QueryError(f"longer than {MAX_LENGTH} characters", MAX_LENGTH + 1)
+    node = _Parser(query).parse()
+    if isinstance(node, Not):
+        raise QueryError("a query needs at least one term that is not excluded", 1)
+    return node
+
+
+# ---- reference evaluation ---------------------------------------------------------------------
+
+@dataclass(slots=True)
+class Document:
+    """A paper's fields, analysed for matching."""
+
+    title: Field
+    abstract: Field
+
+    @classmethod
+    def of(cls, title: str, abstract: str) -> Document:
+        return cls(analyze(title), analyze(abstract))
+
+    def fields(self, name: FieldName) -> tuple[Field, ...]:
+        if name == "title":
+            return (self.title,)
+        if name == "abstract":
+            return (self.abstract,)
+        return (self.title, self.abstract)
+
+
+def run_holds(raw: tuple[str, ...], has) -> bool:
+    """All words of a Run present, any two neighbours possibly as one joined word.
+
+    ``has(term)`` says whether a stemmed term is present. A left-to-right dynamic programme:
+    ``ok[i]`` is whether the first i words are covered.
+    """
+    before, current = True, has(stem(raw[0]))
+    for i in range(1, len(raw)):
+        before, current = current, (current and has(stem(raw[i]))) or (before and has(join_key(raw[i - 1], raw[i])))
+    return current
+
+
+def evaluate(node: Node, doc: Document) -> bool:
+    """The plain meaning of a query for one paper: simple, slow and obviously right."""
+    if isinstance(node, Term):
+        return any(node.key in f.terms for f in doc.fields(node.field))
+    if isinstance(node, Prefix):
+        return any(w.startswith(node.prefix) for f in doc.fields(node.field) for w in f.words)
+    if isinstance(node, Phrase):
+        return any(phrase_in(node.raw, f) for f in doc.fields(node.field))
+    if isinstance(node, Run):
+        fields = doc.fields(node.field)
+        return run_holds(node.raw, lambda t: any(t in f.terms for f in fields))
+    if isinstance(node, And):
+        return all(evaluate(child, doc) for child in node.children)
+    if isinstance(node, Or):
+        return any(evaluate(child, doc) for child in node.children)
+    if isinstance(node, Not):
+        return not evaluate(node.child, doc)
+    raise TypeError(f"not a query node: {node!r}")
+
+
+def leaves(node: Node, positive: bool = True) -> Iterator[tuple[Leaf, bool]]:
+    """Every leaf with whether it counts for the query (False under an exclusion)."""
+    if isinstance(node, (And, Or)):
+        for child in node.children:
+            yield from leaves(child, positive)
+    elif isinstance(node, Not):
+        yield from leaves(node.child, not positive)
+    else:
+        yield node, positive
