@@ -88,7 +88,9 @@ class Field:
     terms: set[str] = field(default_factory=set)
 
 
-def analyze(text: str) -> Field:
+def analyze(text: str, pair_vocabulary: set[str] | frozenset[str] | None = None) -> Field:
+    """Tokenise ``text``. With ``pair_vocabulary``, only pair joins in it are kept (a batch
+    indexes only the joins some query can ask for; every pair join otherwise)."""
     tokens: list[str] = []
     spans: dict[int, list[tuple[str, int]]] = {}
     words: set[str] = set()
@@ -105,8 +107,9 @@ def analyze(text: str) -> Field:
             parts = (word,)
         if last_raw is not None:
             pair = join_key(last_raw, parts[0])
-            spans.setdefault(start - 1, []).append((pair, 2))
-            pair_joins.add(pair)
+            if pair_vocabulary is None or pair in pair_vocabulary:
+                spans.setdefault(start - 1, []).append((pair, 2))
+                pair_joins.add(pair)
         for part in parts:
             tokens.append(stem(part))
         last_raw = parts[-1]
