@@ -16,7 +16,11 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from digestbot.errors import DigestbotError
+from digestbot.core.query import parse_query
+from digestbot.core.schedule import CADENCES, parse_schedule
+from digestbot.errors import DigestbotError, UsageError
+from digestbot.services import subscriptions
+from digestbot.services.search import search as search_papers
 from digestbot.services.ingest import FileResult, expand_paths, ingest_paths
 from digestbot.services.status import paper_json, recent_papers, store_status
 from digestbot.settings import Settings
@@ -115,14 +119,15 @@ def ingest(app: App, paths: tuple[Path, ...], as_json: bool) -> None:
     if as_json:
         emit_json(report.as_json())
     else:
-        table = Table("file", "status", "new", "updated", "unchanged", "note")
+        table = Table("file", "status", "new", "updated", "unchanged", "matches", "note")
         for f in report.files:
             note = f.error or (f"{len(f.warnings)} warning(s): {f.warnings[0]}" if f.warnings else "")
             style = STATUS_STYLE[f.status]
-            table.add_row(f.path, f"[{style}]{f.status}[/]", str(f.new), str(f.updated), str(f.unchanged), note)
+            table.add_row(f.path, f"[{style}]{f.status}[/]", str(f.new), str(f.updated), str(f.unchanged),
+                          str(f.matches), note)
         out.print(table)
         out.print(f"{report.new} new, {report.updated} updated, {report.unchanged} unchanged papers"
-                  f" from {len(report.files)} file(s); {len(report.failed)} failed")
+                  f" from {len(report.files)} file(s); {len(report.failed)} failed; {report.matches} match(es)")
     for f in report.failed:
         if not as_json:
             err.print(f"[red]error:[/] {f.path}: {f.error}", soft_wrap=True)
@@ -175,6 +180,124 @@ def status(app: App, as_json: bool) -> None:
         for f in summary["failed_files"]:
             table.add_row(f["path"], f["error"], f["at"])
         out.print(table)
+
+
+@cli.command()
+@click.argument("recipient")
+@click.argument("query")
+@click.option("--cadence", type=click.Choice(CADENCES), default="daily", show_default=True,
+              help="instant: an alert per ingest; daily or weekly: a digest.")
+@click.option("--at", "at", default="08:00", show_default=True, help="Local send time, HH:MM.")
+@click.option("--day", default="mon", show_default=True, help="Weekday of a weekly digest: mon … sun.")
+@click.option("--tz", default="UTC", show_default=True, help="IANA time zone, e.g. Europe/Berlin.")
+@click.option("--name", default=None, help="A name to show instead of the query.")
+@click.option("--backfill", "backfill_days", default=0, type=click.IntRange(min=0),
+              help="Also match papers first seen in the last DAYS days.")
+@click.option("--json", "as_json", is_flag=True, help="Print the subscription as JSON.")
+@pass_app
+def subscribe(app: App, recipient: str, query: str, cadence: str, at: str, day: str, tz: str, name: str | None,
+              backfill_days: int, as_json: bool) -> None:
+    """Subscribe RECIPIENT (an email, slack:#channel or slack-webhook:URL) to papers matching QUERY."""
+    schedule = parse_schedule(cadence, at, day, tz)
+    with Session(app.engine) as session, session.begin():
+        sub, backfilled = subscriptions.subscribe(
+            session, recipient, query, schedule=schedule, name=name, backfill_days=backfill_days,
+            now=datetime.now(UTC),
+        )
+        result = subscriptions.subscription_json(sub) | {"backfilled": backfilled}
+    if as_json:
+        emit_json(result)
+        return
+    when = {"instant": "as soon as papers arrive", "daily": f"daily at {result['at']} {result['tz']}",
+            "weekly": f"weekly on {result['day']} at {result['at']} {result['tz']}"}[result["cadence"]]
+    out.print(f"subscription {result['id']}: {result['recipient']} gets papers matching {query!r} {when}")
+    if backfill_days:
+        out.print(f"{backfilled} paper(s) from the last {backfill_days} day(s) matched already")
+
+
+@cli.command()
+@click.argument("subscription_id", required=False, type=int)
+@click.option("--recipient", default=None, help="Unsubscribe every subscription of this recipient.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was unsubscribed as JSON.")
+@pass_app
+def unsubscribe(app: App, subscription_id: int | None, recipient: str | None, as_json: bool) -> None:
+    """Stop a subscription by ID, or all of a recipient's with --recipient."""
+    if (subscription_id is None) == (recipient is None):
+        raise UsageError("give a subscription ID or --recipient, not both")
+    now = datetime.now(UTC)
+    with Session(app.engine) as session, session.begin():
+        if recipient is not None:
+            ended = subscriptions.unsubscribe_recipient(session, recipient, now)
+        else:
+            ended = [subscriptions.unsubscribe(session, subscription_id, now)]
+        ids = [sub.id for sub in ended]
+    if as_json:
+        emit_json({"unsubscribed": ids})
+    else:
+        out.print(f"unsubscribed: {', '.join(map(str, ids))}")
+
+
+@cli.command("subscriptions")
+@click.option("--recipient", default=None, help="Only this recipient's.")
+@click.option("--all", "include_inactive", is_flag=True, help="Include ended subscriptions.")
+@click.option("--json", "as_json", is_flag=True, help="Print the subscriptions as JSON.")
+@pass_app
+def list_subscriptions(app: App, recipient: str | None, include_inactive: bool, as_json: bool) -> None:
+    """The active subscriptions."""
+    with Session(app.engine) as session:
+        found = [subscriptions.subscription_json(s)
+                 for s in subscriptions.list_subscriptions(session, recipient, include_inactive)]
+    if as_json:
+        emit_json(found)
+        return
+    table = Table("id", "recipient", "query", "cadence", "when", "active")
+    for s in found:
+        when = "" if s["cadence"] == "instant" else (s["at"] + (f" {s['day']}" if s["cadence"] == "weekly" else ""))
+        table.add_row(str(s["id"]), s["recipient"], s["name"] or s["query"], s["cadence"], f"{when} {s['tz']}",
+                      "yes" if s["active"] else "no")
+    out.print(table)
+
+
+@cli.command("import-subscriptions")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_app
+def import_subscriptions(app: App, csv_file: Path, as_json: bool) -> None:
+    """Import subscriptions from a CSV file: recipient,query[,cadence,at,day,tz,name]. Exit 1 if a row failed."""
+    try:
+        text = csv_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{csv_file} is not UTF-8 text") from None
+    with Session(app.engine) as session, session.begin():
+        report = subscriptions.import_subscriptions(session, text, datetime.now(UTC))
+    if as_json:
+        emit_json(report.as_json())
+    else:
+        out.print(f"imported {report.imported} subscription(s); {len(report.errors)} row(s) refused")
+        for line, reason in report.errors:
+            err.print(f"{csv_file}:{line}: {reason}", soft_wrap=True, markup=False)
+    sys.exit(1 if report.errors else 0)
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="How many papers.")
+@click.option("--json", "as_json", is_flag=True, help="Print the papers as JSON.")
+@pass_app
+def search(app: App, query: str, limit: int, as_json: bool) -> None:
+    """Papers among those stored that QUERY matches, best first: try a query before subscribing."""
+    node = parse_query(query)
+    with Session(app.engine) as session:
+        hits = search_papers(session, node, limit)
+        found = [paper_json(h.paper) | {"score": h.score} for h in hits]
+    if as_json:
+        emit_json(found)
+        return
+    table = Table("id", "title", "score", "first seen")
+    for p in found:
+        table.add_row(str(p["id"]), p["title"], str(p["score"]), p["first_seen"][:10])
+    out.print(table)
+    out.print(f"{len(found)} paper(s)" + (" (use --limit for more)" if len(found) == limit else ""))
 
 
 def main() -> None:

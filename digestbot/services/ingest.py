@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from digestbot.core.dumps import Dump, Entry, parse_dump
 from digestbot.core.identity import abstract_fingerprint, title_key
 from digestbot.errors import DumpError
+from digestbot.services.matching import NewPaper, SubscriptionMatcher, matcher_for
 from digestbot.store.models import DumpFile, Paper
 
 CHUNK = 500  # bound on IN (...) lists: well under SQLite's and PostgreSQL's parameter limits
@@ -29,12 +30,13 @@ class FileResult:
     unchanged: int = 0
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    matches: int = 0
     new_paper_ids: list[int] = field(default_factory=list)
 
     def as_json(self) -> dict:
         return {
             "path": self.path, "status": self.status, "new": self.new, "updated": self.updated,
-            "unchanged": self.unchanged, "error": self.error,
+            "unchanged": self.unchanged, "matches": self.matches, "error": self.error,
         }
 
 
@@ -55,6 +57,10 @@ class IngestReport:
         return sum(f.unchanged for f in self.files)
 
     @property
+    def matches(self) -> int:
+        return sum(f.matches for f in self.files)
+
+    @property
     def failed(self) -> list[FileResult]:
         return [f for f in self.files if f.status == "failed"]
 
@@ -64,7 +70,7 @@ class IngestReport:
 
     def as_json(self) -> dict:
         return {
-            "new": self.new, "updated": self.updated, "unchanged": self.unchanged,
+            "new": self.new, "updated": self.updated, "unchanged": self.unchanged, "matches": self.matches,
             "files": [f.as_json() for f in self.files],
         }
 
@@ -88,18 +94,25 @@ def ingest_paths(
     now: datetime,
     settle_seconds: float,
     on_file: Callable[[FileResult], None] | None = None,
+    match: bool = True,
 ) -> IngestReport:
-    """Ingest every file under ``paths``; a failing file is recorded and never stops the others."""
+    """Ingest every file under ``paths``; a failing file is recorded and never stops the others.
+
+    With ``match``, the new papers of each file are matched against the active subscriptions
+    in the same transaction as the file itself.
+    """
     report = IngestReport()
     for path in expand_paths(paths):
-        result = ingest_file(engine, path, now=now, settle_seconds=settle_seconds)
+        result = ingest_file(engine, path, now=now, settle_seconds=settle_seconds, match=match)
         report.files.append(result)
         if on_file is not None:
             on_file(result)
     return report
 
 
-def ingest_file(engine: Engine, path: Path, *, now: datetime, settle_seconds: float) -> FileResult:
+def ingest_file(
+    engine: Engine, path: Path, *, now: datetime, settle_seconds: float, match: bool = True
+) -> FileResult:
     shown = str(path)
     try:
         before = path.stat()
@@ -127,7 +140,8 @@ def ingest_file(engine: Engine, path: Path, *, now: datetime, settle_seconds: fl
 
     try:
         with Session(engine) as session, session.begin():
-            result = _store_dump(session, shown, sha, len(data), dump, now)
+            matcher = matcher_for(engine) if match else None
+            result = _store_dump(session, shown, sha, len(data), dump, now, matcher)
     except IntegrityError:
         # Another process ingested the same content at the same moment.
         return FileResult(shown, "skipped", error="ingested concurrently by another process")
@@ -210,7 +224,10 @@ def _attach_known(session: Session, candidates: list[_Candidate]) -> None:
                 candidate.stored = row
 
 
-def _store_dump(session: Session, path: str, sha: str, size: int, dump: Dump, now: datetime) -> FileResult:
+def _store_dump(
+    session: Session, path: str, sha: str, size: int, dump: Dump, now: datetime,
+    matcher: SubscriptionMatcher | None,
+) -> FileResult:
     candidates = _distinct(dump.entries)
     _attach_known(session, candidates)
 
@@ -247,9 +264,14 @@ def _store_dump(session: Session, path: str, sha: str, size: int, dump: Dump, no
     for chunk in _chunks(unchanged_ids):
         session.execute(update(Paper).where(Paper.id.in_(chunk)).values(last_seen=now))
 
+    matched = 0
+    if matcher is not None and new_ids:
+        papers = [NewPaper(pid, row["title"], row["abstract"], now) for pid, row in zip(new_ids, fresh)]
+        matched = matcher.match_and_store(session, papers, now)
+
     record.new, record.updated, record.unchanged = len(fresh), len(changed), len(unchanged_ids)
     return FileResult(path, "ingested", len(fresh), len(changed), len(unchanged_ids),
-                      warnings=list(dump.warnings), new_paper_ids=new_ids)
+                      warnings=list(dump.warnings), matches=matched, new_paper_ids=new_ids)
 
 
 def _by_shape(rows: list[dict]) -> list[list[dict]]:

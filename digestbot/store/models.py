@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, MetaData, String, Text, TypeDecorator
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import DateTime, ForeignKey, Integer, MetaData, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -72,3 +72,57 @@ class Paper(Base):
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     first_dump_id: Mapped[int | None] = mapped_column(ForeignKey("dump_files.id", ondelete="SET NULL"))
+
+
+class Counter(Base):
+    """Named counters. ``subscriptions`` orders subscription changes for incremental index sync."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(default=0)
+
+
+class Recipient(Base):
+    __tablename__ = "recipients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(512), unique=True)  # alice@x.org, slack:#ch, slack-webhook:https://…
+    kind: Mapped[str] = mapped_column(String(16))  # email | slack | slack-webhook
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    subscriptions: Mapped[list[Subscription]] = relationship(back_populates="recipient")
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id", ondelete="CASCADE"), index=True)
+    query: Mapped[str] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(String(200))
+    cadence: Mapped[str] = mapped_column(String(16))  # instant | daily | weekly
+    send_at: Mapped[str] = mapped_column(String(5))  # HH:MM, local time
+    weekday: Mapped[str] = mapped_column(String(3))  # mon … sun, for weekly
+    timezone: Mapped[str] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Papers first seen at or after this match: the creation time, or earlier with --backfill.
+    match_since: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Stamped from the "subscriptions" counter on every change; matchers sync what is newer.
+    version: Mapped[int] = mapped_column(index=True)
+
+    recipient: Mapped[Recipient] = relationship(back_populates="subscriptions")
+
+
+class Match(Base):
+    """A paper matched by a subscription: stored once per pair."""
+
+    __tablename__ = "matches"
+    __table_args__ = (UniqueConstraint("subscription_id", "paper_id", name="uq_matches_subscription_paper"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"))
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), index=True)
+    matched_at: Mapped[datetime] = mapped_column(UTCDateTime)

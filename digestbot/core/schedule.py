@@ -1,0 +1,40 @@
+"""When a subscription's digest goes out: cadence, local time, weekday and time zone, validated."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from digestbot.errors import UsageError
+
+CADENCES = ("instant", "daily", "weekly")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_TIME = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    cadence: str = "daily"
+    at: str = "08:00"  # HH:MM in the subscriber's time zone
+    day: str = "mon"  # for weekly digests
+    tz: str = "UTC"
+
+
+def parse_schedule(cadence: str = "daily", at: str = "08:00", day: str = "mon", tz: str = "UTC") -> Schedule:
+    """A checked Schedule; raises UsageError naming the bad value and what is allowed."""
+    cadence = cadence.strip().lower()
+    if cadence not in CADENCES:
+        raise UsageError(f"bad cadence {cadence!r}: use one of {', '.join(CADENCES)}")
+    match = _TIME.fullmatch(at.strip())
+    if not match:
+        raise UsageError(f"bad time {at!r}: use HH:MM, 24-hour, e.g. 08:00")
+    day = day.strip().lower()[:3]
+    if day not in WEEKDAYS:
+        raise UsageError(f"bad day {day!r}: use one of {', '.join(WEEKDAYS)}")
+    tz = tz.strip()
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(f"unknown time zone {tz!r}: use an IANA name such as Europe/Berlin") from None
+    return Schedule(cadence, f"{int(match[1]):02d}:{match[2]}", day, tz)

@@ -1,0 +1,53 @@
+"""`digestbot search`: what a query matches among the stored papers, best first."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from digestbot.core.matcher import Batch, vocabulary
+from digestbot.core.query import Node, leaves
+from digestbot.store.models import Paper
+
+CHUNK = 2000  # papers analysed at a time: bounded memory on a large store
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    paper: Paper
+    score: int  # 2 per query term found in the title, 1 per term found in the abstract
+
+
+def search(session: Session, node: Node, limit: int) -> list[Hit]:
+    """Papers matching ``node`` (the same engine that matches subscriptions), best first."""
+    terms = vocabulary(node)
+    scoring = [leaf for leaf, positive in leaves(node) if positive]
+    hits: list[Hit] = []
+    last_id = 0
+    while True:
+        papers = list(session.scalars(select(Paper).where(Paper.id > last_id).order_by(Paper.id).limit(CHUNK)))
+        if not papers:
+            break
+        last_id = papers[-1].id
+        batch = Batch([(p.title, p.abstract) for p in papers], terms)
+        matched = batch.bits(node)
+        if not matched:
+            continue
+        title_bits = [_bits_in(batch, leaf, "title") for leaf in scoring]
+        abstract_bits = [_bits_in(batch, leaf, "abstract") for leaf in scoring]
+        for position in batch.positions(matched):
+            bit = 1 << position
+            score = sum(2 for bits in title_bits if bits & bit) + sum(1 for bits in abstract_bits if bits & bit)
+            hits.append(Hit(papers[position], score))
+    hits.sort(key=lambda h: (-h.score, -h.paper.first_seen.timestamp(), -h.paper.id))
+    return hits[:limit]
+
+
+def _bits_in(batch: Batch, leaf, field: str) -> int:
+    """Where a query term matches within one field (nowhere, if the term is for the other field)."""
+    if leaf.field not in ("any", field):
+        return 0
+    return batch.bits(dataclasses.replace(leaf, field=field))

@@ -1,0 +1,209 @@
+"""Subscribe, unsubscribe, list and bulk-import subscriptions."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from digestbot.core.matcher import Batch, QueryIndex
+from digestbot.core.query import parse_query
+from digestbot.core.recipients import Recipient, parse_recipient
+from digestbot.core.schedule import Schedule, parse_schedule
+from digestbot.errors import DigestbotError, NotFound, UsageError
+from digestbot.services.matching import next_subscription_version, papers_since, store_matches
+from digestbot.store.models import Recipient as RecipientRow
+from digestbot.store.models import Subscription
+
+MAX_NAME = 200
+
+
+def subscription_json(sub: Subscription) -> dict:
+    return {
+        "id": sub.id, "recipient": sub.recipient.address, "query": sub.query, "name": sub.name,
+        "cadence": sub.cadence, "at": sub.send_at, "day": sub.weekday, "tz": sub.timezone,
+        "active": sub.active, "created_at": sub.created_at.isoformat(),
+        "match_since": sub.match_since.isoformat(),
+    }
+
+
+def _recipient_row(session: Session, recipient: Recipient, now: datetime) -> RecipientRow:
+    row = session.scalar(select(RecipientRow).where(RecipientRow.address == recipient.address))
+    if row is None:
+        row = RecipientRow(address=recipient.address, kind=recipient.kind, created_at=now)
+        session.add(row)
+        session.flush()
+    return row
+
+
+def _check_name(name: str | None) -> str | None:
+    if name is not None and len(name) > MAX_NAME:
+        raise UsageError(f"the name is longer than {MAX_NAME} characters")
+    return name.strip() or None if name is not None else None
+
+
+def subscribe(
+    session: Session, recipient: str, query: str, *, schedule: Schedule, name: str | None = None,
+    backfill_days: int = 0, now: datetime,
+) -> tuple[Subscription, int]:
+    """Create a subscription; with ``backfill_days``, match the papers of those last days now.
+
+    Returns the subscription and the number of papers it matched on backfill.
+    """
+    target = parse_recipient(recipient)
+    node = parse_query(query)
+    if backfill_days < 0:
+        raise UsageError("--backfill takes a number of days, 0 or more")
+    sub = Subscription(
+        recipient=_recipient_row(session, target, now), query=query.strip(), name=_check_name(name),
+        cadence=schedule.cadence, send_at=schedule.at, weekday=schedule.day, timezone=schedule.tz,
+        active=True, created_at=now, updated_at=now, match_since=now - timedelta(days=backfill_days),
+        version=next_subscription_version(session),
+    )
+    session.add(sub)
+    session.flush()
+    backfilled = 0
+    if backfill_days:
+        index = QueryIndex()
+        index.add(sub.id, node)
+        papers = papers_since(session, sub.match_since)
+        batch = Batch([(p.title, p.abstract) for p in papers], index.vocabulary)
+        pairs = [(sub.id, papers[position].id) for _, position in index.match(batch)]
+        backfilled = store_matches(session, pairs, now)
+    return sub, backfilled
+
+
+def unsubscribe(session: Session, subscription_id: int, now: datetime) -> Subscription:
+    sub = session.get(Subscription, subscription_id)
+    if sub is None:
+        raise NotFound(f"no subscription with id {subscription_id}", hint="see 'digestbot subscriptions'")
+    if sub.active:
+        sub.active, sub.updated_at, sub.version = False, now, next_subscription_version(session)
+    return sub
+
+
+def unsubscribe_recipient(session: Session, recipient: str, now: datetime) -> list[Subscription]:
+    address = parse_recipient(recipient).address
+    subs = list(session.scalars(
+        select(Subscription).join(Subscription.recipient)
+        .where(RecipientRow.address == address, Subscription.active.is_(True))
+    ))
+    if not subs:
+        raise NotFound(f"{address} has no active subscriptions")
+    version = next_subscription_version(session)
+    for sub in subs:
+        sub.active, sub.updated_at, sub.version = False, now, version
+    return subs
+
+
+def list_subscriptions(session: Session, recipient: str | None = None, include_inactive: bool = False
+                       ) -> list[Subscription]:
+    statement = select(Subscription).join(Subscription.recipient).order_by(Subscription.id)
+    if recipient is not None:
+        statement = statement.where(RecipientRow.address == parse_recipient(recipient).address)
+    if not include_inactive:
+        statement = statement.where(Subscription.active.is_(True))
+    return list(session.scalars(statement))
+
+
+@dataclass
+class ImportReport:
+    imported: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
+
+    def as_json(self) -> dict:
+        return {"imported": self.imported, "failed": len(self.errors),
+                "errors": [{"line": line, "error": reason} for line, reason in self.errors]}
+
+
+REQUIRED_COLUMNS = ("recipient", "query")
+OPTIONAL_COLUMNS = ("cadence", "at", "day", "tz", "name")
+
+
+def import_subscriptions(session: Session, text: str, now: datetime) -> ImportReport:
+    """Import CSV rows (``recipient,query`` plus optional ``cadence,at,day,tz,name``).
+
+    Bad rows are reported by line number and skipped; good rows are inserted in bulk.
+    """
+    report = ImportReport()
+    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise UsageError(f"the CSV header must name {', '.join(REQUIRED_COLUMNS)}; missing {', '.join(missing)}")
+    unknown = [h for h in header if h not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    if unknown:
+        raise UsageError(f"unknown CSV column(s): {', '.join(unknown)}")
+    reader.fieldnames = header
+
+    recipients: dict[str, Recipient] = {}
+    schedules: dict[tuple, Schedule] = {}
+    rows: list[tuple[Recipient, dict]] = []
+    for record in reader:
+        line = reader.line_num
+        try:
+            if None in record:
+                raise UsageError("more fields than the header has")
+            raw = {k: (v or "").strip() for k, v in record.items()}
+            written = raw["recipient"]
+            target = recipients.get(written)
+            if target is None:
+                target = recipients[written] = parse_recipient(written)
+            parse_query(raw["query"])
+            key = (raw.get("cadence") or "daily", raw.get("at") or "08:00", raw.get("day") or "mon",
+                   raw.get("tz") or "UTC")
+            schedule = schedules.get(key)
+            if schedule is None:
+                schedule = schedules[key] = parse_schedule(*key)
+            rows.append((target, {
+                "query": raw["query"], "name": _check_name(raw.get("name") or None),
+                "cadence": schedule.cadence, "send_at": schedule.at, "weekday": schedule.day,
+                "timezone": schedule.tz,
+            }))
+        except DigestbotError as exc:
+            report.errors.append((line, exc.message))
+    if not rows:
+        return report
+
+    addresses = {target.address: target for target, _ in rows}
+    known = _recipient_ids(session, list(addresses))
+    fresh = [{"address": a, "kind": t.kind, "created_at": now} for a, t in addresses.items() if a not in known]
+    if fresh:
+        session.execute(insert(RecipientRow), fresh)
+        known = _recipient_ids(session, list(addresses))
+    version = next_subscription_version(session)
+    session.execute(insert(Subscription), [
+        {**values, "recipient_id": known[target.address], "active": True, "created_at": now, "updated_at": now,
+         "match_since": now, "version": version}
+        for target, values in rows
+    ])
+    report.imported = len(rows)
+    return report
+
+
+def _recipient_ids(session: Session, addresses: list[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for start in range(0, len(addresses), 500):
+        chunk = addresses[start:start + 500]
+        found.update(session.execute(
+            select(RecipientRow.address, RecipientRow.id).where(RecipientRow.address.in_(chunk))
+        ).tuples().all())
+    return found
+
+
+def set_active(session: Session, subscription_id: int, active: bool, now: datetime) -> Subscription:
+    sub = session.get(Subscription, subscription_id)
+    if sub is None:
+        raise NotFound(f"no subscription with id {subscription_id}")
+    sub.active, sub.updated_at, sub.version = active, now, next_subscription_version(session)
+    return sub
+
+
+__all__ = [
+    "ImportReport", "import_subscriptions", "list_subscriptions", "set_active", "subscribe",
+    "subscription_json", "unsubscribe", "unsubscribe_recipient",
+]
