@@ -17,8 +17,8 @@ from dotenv import dotenv_values
 from digestbot.errors import ConfigError
 
 
-def option(default: Any, env: str, doc: str) -> Any:
-    return field(default=default, metadata={"env": env, "doc": doc})
+def option(default: Any, env: str, doc: str, *, secret: bool = False) -> Any:
+    return field(default=default, metadata={"env": env, "doc": doc, "secret": secret}, repr=not secret)
 
 
 _PARSERS = {"str": str, "Path": Path, "float": float, "int": int}
@@ -39,9 +39,73 @@ class Settings:
         "a dump modified less than this many seconds ago is still being written and is deferred",
     )
 
+    # ---- digests ----
+    digest_max_papers: int = option(25, "DIGESTBOT_DIGEST_MAX_PAPERS", "papers shown in one digest; the rest are linked")
+    paper_url: str = option(
+        "https://huggingface.co/papers?q={title}", "DIGESTBOT_PAPER_URL",
+        "link of a paper: a template where {title} is the URL-encoded title",
+    )
+    base_url: str = option(
+        "http://localhost:8000", "DIGESTBOT_BASE_URL",
+        "public URL of the web pages (unsubscribe and manage links point there)",
+    )
+    secret_key: str = option(
+        "", "DIGESTBOT_SECRET_KEY",
+        "signs unsubscribe and manage links; when empty, a random key is made once and kept in the database",
+        secret=True,
+    )
+    postal_address: str = option("", "DIGESTBOT_POSTAL_ADDRESS", "sender's postal address for email footers (CAN-SPAM)")
+    from_email: str = option("digestbot@localhost", "DIGESTBOT_FROM_EMAIL", "sender address of emails")
+    from_name: str = option("digestbot", "DIGESTBOT_FROM_NAME", "sender name of emails")
+
+    # ---- delivery ----
+    email_backend: str = option(
+        "", "DIGESTBOT_EMAIL_BACKEND", "sendgrid | smtp | file; default: sendgrid when SENDGRID_API_KEY is set, else file"
+    )
+    slack_backend: str = option(
+        "", "DIGESTBOT_SLACK_BACKEND", "slack | file; default: slack when SLACK_BOT_TOKEN is set, else file"
+    )
+    sendgrid_api_key: str = option("", "SENDGRID_API_KEY", "SendGrid API key (Mail Send permission)", secret=True)
+    sendgrid_api_host: str = option("https://api.sendgrid.com", "SENDGRID_API_HOST", "SendGrid API base URL")
+    slack_bot_token: str = option("", "SLACK_BOT_TOKEN", "Slack bot token (xoxb-…) with chat:write", secret=True)
+    slack_api_url: str = option("https://slack.com/api/", "SLACK_API_URL", "Slack Web API base URL")
+    smtp_host: str = option("localhost", "DIGESTBOT_SMTP_HOST", "SMTP server, for DIGESTBOT_EMAIL_BACKEND=smtp")
+    smtp_port: int = option(25, "DIGESTBOT_SMTP_PORT", "SMTP port (587 with STARTTLS, 465 for implicit TLS)")
+    smtp_username: str = option("", "DIGESTBOT_SMTP_USERNAME", "SMTP login, if the server needs one")
+    smtp_password: str = option("", "DIGESTBOT_SMTP_PASSWORD", "SMTP password", secret=True)
+    smtp_starttls: str = option("auto", "DIGESTBOT_SMTP_STARTTLS", "auto | yes | no: use STARTTLS when offered")
+    send_attempts: int = option(5, "DIGESTBOT_SEND_ATTEMPTS", "attempts before a message is marked failed")
+    send_workers: int = option(16, "DIGESTBOT_SEND_WORKERS", "messages sent in parallel (each provider call waits on the network)")
+    send_timeout: float = option(20.0, "DIGESTBOT_SEND_TIMEOUT", "seconds to wait for a provider's answer")
+
     def __post_init__(self) -> None:
         if self.settle_seconds < 0:
             raise ConfigError("DIGESTBOT_SETTLE_SECONDS must not be negative")
+        if self.digest_max_papers < 1:
+            raise ConfigError("DIGESTBOT_DIGEST_MAX_PAPERS must be at least 1")
+        if "{title}" not in self.paper_url:
+            raise ConfigError("DIGESTBOT_PAPER_URL must contain {title}")
+        if self.email_backend not in ("", "sendgrid", "smtp", "file"):
+            raise ConfigError(f"DIGESTBOT_EMAIL_BACKEND must be sendgrid, smtp or file, not {self.email_backend!r}")
+        if self.slack_backend not in ("", "slack", "file"):
+            raise ConfigError(f"DIGESTBOT_SLACK_BACKEND must be slack or file, not {self.slack_backend!r}")
+        if self.send_attempts < 1 or self.send_workers < 1 or self.send_timeout <= 0:
+            raise ConfigError("DIGESTBOT_SEND_ATTEMPTS, _WORKERS and _TIMEOUT must be positive")
+
+    @property
+    def email_channel(self) -> str:
+        return self.email_backend or ("sendgrid" if self.sendgrid_api_key else "file")
+
+    @property
+    def slack_channel(self) -> str:
+        return self.slack_backend or ("slack" if self.slack_bot_token else "file")
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{f.name}={'***' if f.metadata['secret'] and getattr(self, f.name) else repr(getattr(self, f.name))}"
+            for f in fields(self)
+        )
+        return f"Settings({shown})"
 
     @classmethod
     def load(cls, env: dict[str, str] | None = None, dotenv_path: str | Path | None = ".env") -> Settings:
@@ -57,7 +121,7 @@ class Settings:
                 continue
             try:
                 values[f.name] = _PARSERS[str(f.type)](raw)
-            except ValueError:
+            except (ValueError, KeyError):
                 raise ConfigError(f"{f.metadata['env']} must be a {f.type}, not {raw!r}") from None
         return cls(**values)
 

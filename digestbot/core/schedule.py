@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from digestbot.errors import UsageError
@@ -38,3 +39,24 @@ def parse_schedule(cadence: str = "daily", at: str = "08:00", day: str = "mon", 
     except (ZoneInfoNotFoundError, ValueError):
         raise UsageError(f"unknown time zone {tz!r}: use an IANA name such as Europe/Berlin") from None
     return Schedule(cadence, f"{int(match[1]):02d}:{match[2]}", day, tz)
+
+
+def latest_slot(schedule: Schedule, now: datetime) -> datetime:
+    """The most recent time at or before ``now`` when this schedule's digest was due (UTC).
+
+    Local wall-clock times are resolved in the subscriber's zone with zoneinfo, so 08:00
+    stays 08:00 across daylight-saving changes. A time skipped by a spring-forward gap
+    resolves as zoneinfo resolves it (to the instant an hour later on the wall clock).
+    """
+    zone = ZoneInfo(schedule.tz)
+    local_now = now.astimezone(zone)
+    hour, minute = map(int, schedule.at.split(":"))
+    day = local_now.date()
+    if schedule.cadence == "weekly":
+        day -= timedelta(days=(day.weekday() - WEEKDAYS.index(schedule.day)) % 7)
+    step = timedelta(days=7 if schedule.cadence == "weekly" else 1)
+    while True:
+        slot = datetime.combine(day, time(hour, minute), tzinfo=zone).astimezone(UTC)
+        if slot <= now:
+            return slot
+        day -= step

@@ -1,7 +1,10 @@
 """The store: SQLAlchemy models, the engine, and the schema (created only by Alembic migrations)."""
 
 from digestbot.store.db import connect, ensure_current, migrate, schema_revision
-from digestbot.store.models import Base, Counter, DumpFile, Match, Paper, Recipient, Subscription
+from digestbot.store.models import (
+    Base, Counter, DigestItem, DumpFile, Match, OutboxMessage, Paper, Recipient, Secret, Subscription,
+)
 
 __all__ = [
-    "Base", "Counter", "DumpFile", "Match", "Paper", "Recipient", "Subscription", "connect", "ensure_current", "migrate", "schema_revision"]
+    "Base", "Counter", "DigestItem", "DumpFile", "Match", "OutboxMessage", "Paper", "Recipient", "Secret",
+    "Subscription", "connect", "ensure_current", "migrate", "schema_revision"]

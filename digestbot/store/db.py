@@ -74,9 +74,21 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
     """Create or upgrade the schema to the newest revision; returns (before, after). Idempotent."""
     before = schema_revision(engine)
     cfg = _alembic_config()
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as connection:
+        raw = connection.connection.driver_connection
+        if sqlite:
+            # Batch migrations copy and drop tables; with foreign keys on, dropping a table
+            # would cascade-delete the rows that refer to it. The pragma only works outside
+            # a transaction, hence the driver connection.
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with connection.begin():
+                cfg.attributes["connection"] = connection
+                command.upgrade(cfg, "head")
+        finally:
+            if sqlite:
+                raw.execute("PRAGMA foreign_keys=ON")
     return before, head_revision()
 
 

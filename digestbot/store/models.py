@@ -90,6 +90,7 @@ class Recipient(Base):
     address: Mapped[str] = mapped_column(String(512), unique=True)  # alice@x.org, slack:#ch, slack-webhook:https://…
     kind: Mapped[str] = mapped_column(String(16))  # email | slack | slack-webhook
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # bounces, spam reports: no more mail
 
     subscriptions: Mapped[list[Subscription]] = relationship(back_populates="recipient")
 
@@ -112,6 +113,8 @@ class Subscription(Base):
     match_since: Mapped[datetime] = mapped_column(UTCDateTime)
     # Stamped from the "subscriptions" counter on every change; matchers sync what is newer.
     version: Mapped[int] = mapped_column(index=True)
+    # The latest scheduled digest slot already covered (None: none yet).
+    digested_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     recipient: Mapped[Recipient] = relationship(back_populates="subscriptions")
 
@@ -126,3 +129,52 @@ class Match(Base):
     subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"))
     paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), index=True)
     matched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DigestItem(Base):
+    """A paper that went into a recipient's digest of one cadence: never sent twice in that cadence."""
+
+    __tablename__ = "digest_items"
+    __table_args__ = (
+        UniqueConstraint("recipient_id", "cadence", "paper_id", name="uq_digest_items_recipient_cadence_paper"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id", ondelete="CASCADE"))
+    cadence: Mapped[str] = mapped_column(String(16))
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"))
+    digest_key: Mapped[str] = mapped_column(String(64), index=True)  # groups the outbox rows of one digest
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OutboxMessage(Base):
+    """One message to deliver (an email, or one Slack message), rendered, with its delivery state."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))  # email | slack | slack-webhook
+    cadence: Mapped[str] = mapped_column(String(16))
+    digest_key: Mapped[str] = mapped_column(String(64), index=True)
+    part: Mapped[int] = mapped_column(default=1)  # Slack digests may take several messages
+    subject: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)  # JSON: what the channel sends
+    status: Mapped[str] = mapped_column(String(16), index=True)  # pending | sending | sent | failed
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    provider_id: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Secret(Base):
+    """Values digestbot generates once and keeps, e.g. the link-signing key when none is configured."""
+
+    __tablename__ = "secrets"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,128 @@
+"""What goes into a digest: the papers, in which order, with which snippet. Values in, a Digest out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from urllib.parse import quote_plus
+
+from digestbot.core.highlight import Highlighter
+from digestbot.core.query import Node
+
+Segments = tuple[tuple[str, bool], ...]  # text pieces, True where a matched word is
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRef:
+    id: int
+    label: str  # its name, or its query
+    node: Node
+
+
+@dataclass(frozen=True, slots=True)
+class PaperRef:
+    id: int
+    title: str
+    abstract: str
+    authors_count: int | None
+    upvotes: int | None
+    published: date | None
+    first_seen: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DigestPaper:
+    id: int
+    title: str
+    url: str
+    authors_count: int | None
+    upvotes: int | None
+    published: date | None
+    title_segments: Segments
+    snippet: Segments
+    matched_by: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    recipient: str
+    cadence: str  # instant | daily | weekly
+    period: str  # "Nov 22", "week of Nov 16", or "" for instant alerts
+    subject: str
+    preheader: str
+    papers: tuple[DigestPaper, ...]  # the shown ones, at most the cap
+    total: int
+    subscriptions: tuple[SubscriptionRef, ...]
+
+    @property
+    def more(self) -> int:
+        return self.total - len(self.papers)
+
+
+def paper_link(template: str, title: str) -> str:
+    return template.replace("{title}", quote_plus(title))
+
+
+def _count(n: int) -> str:
+    return f"{n} new paper" + ("" if n == 1 else "s")
+
+
+def _labels(subs: list[SubscriptionRef]) -> str:
+    first = f'"{subs[0].label}"'
+    return first if len(subs) == 1 else f"{first} and {len(subs) - 1} more"
+
+
+def period_label(cadence: str, slot_local: datetime) -> str:
+    if cadence == "daily":
+        return f"{slot_local:%b} {slot_local.day}"
+    if cadence == "weekly":
+        start = slot_local - timedelta(days=7)
+        return f"week of {start:%b} {start.day}"
+    return ""
+
+
+def compose(
+    *,
+    recipient: str,
+    cadence: str,
+    matched: dict[int, tuple[PaperRef, list[SubscriptionRef]]],
+    slot_local: datetime,
+    max_papers: int,
+    paper_url: str,
+    snippet_width: int = 300,
+) -> Digest | None:
+    """The digest of these matches, or None when there is nothing to say (never an empty digest).
+
+    Order: papers matched by most subscriptions first, then most upvoted, then newest.
+    """
+    if not matched:
+        return None
+    subs_by_id: dict[int, SubscriptionRef] = {}
+    for _, subs in matched.values():
+        for sub in subs:
+            subs_by_id.setdefault(sub.id, sub)
+    subscriptions = sorted(subs_by_id.values(), key=lambda s: s.id)
+
+    def rank(item: tuple[PaperRef, list[SubscriptionRef]]):
+        paper, subs = item
+        newest = (paper.published or paper.first_seen.date()).toordinal()
+        return (-len(subs), -(paper.upvotes or 0), -newest, -paper.first_seen.timestamp(), paper.id)
+
+    ordered = sorted(matched.values(), key=rank)
+    shown = []
+    for paper, subs in ordered[:max_papers]:
+        highlighter = Highlighter.of([s.node for s in subs])
+        shown.append(DigestPaper(
+            id=paper.id, title=paper.title, url=paper_link(paper_url, paper.title),
+            authors_count=paper.authors_count, upvotes=paper.upvotes, published=paper.published,
+            title_segments=tuple(highlighter.segments(paper.title)),
+            snippet=tuple(highlighter.snippet(paper.abstract, snippet_width)),
+            matched_by=tuple(s.label for s in sorted(subs, key=lambda s: s.id)),
+        ))
+    period = period_label(cadence, slot_local)
+    subject = f"{_count(len(ordered))} on {_labels(subscriptions)}" + (f" · {period}" if period else "")
+    preheader = "; ".join(p.title for p in shown[:3])
+    return Digest(
+        recipient=recipient, cadence=cadence, period=period, subject=subject, preheader=preheader[:140],
+        papers=tuple(shown), total=len(ordered), subscriptions=tuple(subscriptions),
+    )

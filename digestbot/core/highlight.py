@@ -1,0 +1,82 @@
+"""Which words of a paper a query matched, and an abstract snippet around the first of them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from digestbot.core.query import Node, Phrase, Prefix, Run, Term, leaves
+from digestbot.core.text import fold, join_key, stem
+
+_WORD = re.compile(r"[^\W_]+(?:[-\u2010\u2011\u2013'\u2019][^\W_]+)*")
+
+
+@dataclass(frozen=True, slots=True)
+class Highlighter:
+    """The positive terms of some queries, ready to mark matching words in original text."""
+
+    terms: frozenset[str]
+    prefixes: tuple[str, ...]
+
+    @classmethod
+    def of(cls, nodes: list[Node]) -> Highlighter:
+        terms: set[str] = set()
+        prefixes: list[str] = []
+        for node in nodes:
+            for leaf, positive in leaves(node):
+                if not positive:
+                    continue
+                if isinstance(leaf, Term):
+                    terms.add(leaf.key)
+                elif isinstance(leaf, Prefix):
+                    prefixes.append(leaf.prefix)
+                elif isinstance(leaf, (Phrase, Run)):
+                    terms.update(stem(w) for w in leaf.raw)
+                    terms.update(join_key(a, b) for a, b in zip(leaf.raw, leaf.raw[1:]))
+        return cls(frozenset(terms), tuple(prefixes))
+
+    def _hit(self, word: str) -> bool:
+        folded = fold(word)
+        parts = folded.split("-")
+        candidates = {stem(p) for p in parts} | {join_key(*parts)}
+        if candidates & self.terms:
+            return True
+        return any(c.startswith(p) for c in candidates for p in self.prefixes)
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """(start, end) character offsets of the matched words of ``text``."""
+        return [m.span() for m in _WORD.finditer(text) if self._hit(m.group())]
+
+    def segments(self, text: str) -> list[tuple[str, bool]]:
+        """``text`` cut into (piece, is_match) pieces, for templates to mark up safely."""
+        out: list[tuple[str, bool]] = []
+        last = 0
+        for start, end in self.spans(text):
+            if start > last:
+                out.append((text[last:start], False))
+            out.append((text[start:end], True))
+            last = end
+        if last < len(text):
+            out.append((text[last:], False))
+        return out
+
+    def snippet(self, text: str, width: int = 300) -> list[tuple[str, bool]]:
+        """About ``width`` characters of ``text`` around its first matched word, cut at spaces."""
+        if len(text) <= width:
+            return self.segments(text)
+        spans = self.spans(text)
+        first = spans[0][0] if spans else 0
+        start = max(0, first - width // 3)
+        if start > 0:
+            space = text.find(" ", start)
+            start = space + 1 if 0 <= space < first else start
+        end = min(len(text), start + width)
+        if end < len(text):
+            space = text.rfind(" ", start, end)
+            end = space if space > first else end
+        piece = self.segments(text[start:end])
+        if start > 0:
+            piece.insert(0, ("…", False))
+        if end < len(text):
+            piece.append(("…", False))
+        return piece

@@ -1,0 +1,151 @@
+"""Render digests from the Jinja2 templates in templates/: email (HTML + text) and Slack Block Kit.
+
+Everything that comes from a dump is data. HTML templates autoescape; the Slack environment
+escapes ``&``, ``<`` and ``>`` in every expression, so ``<!channel>`` in a title is shown, never
+obeyed. Templates are files of ours; titles are only ever values inside them, never templates.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import css_inline
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from digestbot.core.digest import Digest, DigestPaper
+from digestbot.resources import resource_dir
+
+SLACK_MAX_BLOCKS = 50
+SLACK_MAX_SECTION = 3000
+SLACK_MAX_HEADER = 150
+# Slack refuses messages whose blocks add up to much more than ~13k characters
+# (msg_blocks_too_long, undocumented): stay well below.
+SLACK_MESSAGE_BUDGET = 11_000
+
+CADENCE_PHRASES = {"instant": "alert", "daily": "daily digest", "weekly": "weekly digest"}
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    manage: str
+    unsubscribe: str  # every subscription of this digest: the List-Unsubscribe target
+    per_subscription: dict[int, str]
+    see_all: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    email: str
+    name: str
+    postal_address: str = ""
+
+
+def slack_escape(value: Any) -> str:
+    """Slack mrkdwn escaping: only these three characters have control meaning."""
+    if value is None:
+        return ""
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def meta_line(paper: DigestPaper) -> str:
+    parts = []
+    if paper.authors_count is not None:
+        parts.append(f"{paper.authors_count} author" + ("" if paper.authors_count == 1 else "s"))
+    if paper.published is not None:
+        parts.append(f"{paper.published:%b} {paper.published.day}, {paper.published.year}")
+    if paper.upvotes is not None:
+        parts.append(f"▲ {paper.upvotes}")
+    return " · ".join(parts)
+
+
+def marked(segments, marker: str) -> str:
+    """Segments as one string, matched words wrapped in ``marker`` (``*`` is bold in Slack)."""
+    return "".join(f"{marker}{piece}{marker}" if hit else piece for piece, hit in segments)
+
+
+def _quoted(value: str) -> str:
+    return f"\u201c{value}\u201d"
+
+
+def _environment(loader: FileSystemLoader, *, trim: bool = True, **options: Any) -> Environment:
+    env = Environment(loader=loader, undefined=StrictUndefined, trim_blocks=trim, lstrip_blocks=trim, **options)
+    env.filters["quoted"] = _quoted
+    env.globals["meta_line"] = meta_line
+    env.globals["marked"] = marked
+    return env
+
+
+class Renderer:
+    """Turns a Digest into channel payloads (see digestbot.channels.base for their shapes)."""
+
+    def __init__(self, templates: Path | None = None) -> None:
+        loader = FileSystemLoader(templates or resource_dir("templates"))
+        self._html = _environment(loader, autoescape=True)
+        self._text = _environment(loader, autoescape=False)
+        # Slack text is whitespace-sensitive: its templates place every newline themselves.
+        self._slack = _environment(loader, trim=False, autoescape=False, finalize=slack_escape)
+        self._inliner = css_inline.CSSInliner(keep_style_tags=True, load_remote_stylesheets=False)
+
+    def _context(self, digest: Digest, links: Links, sender: Sender | None = None) -> dict[str, Any]:
+        return {"digest": digest, "links": links, "cadence_phrase": CADENCE_PHRASES[digest.cadence],
+                "postal_address": sender.postal_address if sender else ""}
+
+    def email(self, digest: Digest, links: Links, sender: Sender, *, key: str, message_id: str) -> dict[str, Any]:
+        context = self._context(digest, links, sender)
+        html = self._inliner.inline(self._html.get_template("email/digest.html.j2").render(context))
+        text = self._text.get_template("email/digest.txt.j2").render(context).strip() + "\n"
+        return {
+            "key": key, "message_id": message_id, "to": digest.recipient, "from_email": sender.email,
+            "from_name": sender.name, "subject": digest.subject, "text": text, "html": html,
+            "headers": {
+                "List-Unsubscribe": f"<{links.unsubscribe}>",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            },
+        }
+
+    def slack(self, digest: Digest, links: Links, *, channel: str, key: str) -> list[dict[str, Any]]:
+        """One or more messages: at most 50 blocks and a safe size each, papers never split."""
+        context = self._context(digest, links)
+        render = lambda name, **extra: self._slack.get_template(name).render(context | extra).strip()  # noqa: E731
+        header = render("slack/header.txt.j2")
+        first_blocks: list[dict] = [{"type": "header", "text": {"type": "plain_text", "text": _cut(header, SLACK_MAX_HEADER), "emoji": False}}]
+        paper_groups = [
+            [
+                {"type": "section", "text": {"type": "mrkdwn", "text": _cut(render("slack/paper.mrkdwn.j2", paper=p), SLACK_MAX_SECTION)}},
+                {"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(render("slack/matched.mrkdwn.j2", paper=p), SLACK_MAX_SECTION)}]},
+            ]
+            for p in digest.papers
+        ]
+        if digest.more:
+            paper_groups.append([{"type": "section", "text": {"type": "mrkdwn", "text": render("slack/more.mrkdwn.j2")}}])
+
+        messages: list[tuple[list[dict], list[DigestPaper]]] = [(first_blocks, [])]
+        for index, group in enumerate(paper_groups):
+            blocks, papers = messages[-1]
+            if len(blocks) + len(group) > SLACK_MAX_BLOCKS or _size(blocks + group) > SLACK_MESSAGE_BUDGET:
+                part = len(messages) + 1
+                blocks, papers = [{"type": "context", "elements": [{"type": "plain_text", "text": f"{_cut(header, 100)} (part {part})", "emoji": False}]}], []
+                messages.append((blocks, papers))
+            blocks.extend(group)
+            if index < len(digest.papers):
+                papers.append(digest.papers[index])
+
+        payloads = []
+        for number, (blocks, papers) in enumerate(messages, start=1):
+            fallback = render("slack/fallback.txt.j2", papers=papers)
+            payloads.append({
+                "key": f"{key}-{number}", "channel": channel, "text": _cut(fallback, 3000), "blocks": blocks,
+                "unfurl_links": False, "unfurl_media": False,
+            })
+        return payloads
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _size(blocks: list[dict]) -> int:
+    return len(json.dumps(blocks, ensure_ascii=False))
