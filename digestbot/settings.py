@@ -77,6 +77,9 @@ class Settings:
     send_attempts: int = option(5, "DIGESTBOT_SEND_ATTEMPTS", "attempts before a message is marked failed")
     send_workers: int = option(16, "DIGESTBOT_SEND_WORKERS", "messages sent in parallel (each provider call waits on the network)")
     send_timeout: float = option(20.0, "DIGESTBOT_SEND_TIMEOUT", "seconds to wait for a provider's answer")
+    retry_base_seconds: float = option(
+        2.0, "DIGESTBOT_RETRY_BASE_SECONDS", "first retry delay; doubles per attempt (with jitter), capped at 15 min"
+    )
 
     def __post_init__(self) -> None:
         if self.settle_seconds < 0:
@@ -89,8 +92,8 @@ class Settings:
             raise ConfigError(f"DIGESTBOT_EMAIL_BACKEND must be sendgrid, smtp or file, not {self.email_backend!r}")
         if self.slack_backend not in ("", "slack", "file"):
             raise ConfigError(f"DIGESTBOT_SLACK_BACKEND must be slack or file, not {self.slack_backend!r}")
-        if self.send_attempts < 1 or self.send_workers < 1 or self.send_timeout <= 0:
-            raise ConfigError("DIGESTBOT_SEND_ATTEMPTS, _WORKERS and _TIMEOUT must be positive")
+        if self.send_attempts < 1 or self.send_workers < 1 or self.send_timeout <= 0 or self.retry_base_seconds < 0:
+            raise ConfigError("DIGESTBOT_SEND_ATTEMPTS, _WORKERS, _TIMEOUT and _RETRY_BASE_SECONDS must be positive")
 
     @property
     def email_channel(self) -> str:

@@ -67,8 +67,13 @@ def _count(n: int) -> str:
     return f"{n} new paper" + ("" if n == 1 else "s")
 
 
+def quote_label(label: str) -> str:
+    """A subscription's name or query in quotes; typographic ones when the query has its own."""
+    return f"\u201c{label}\u201d" if '"' in label else f'"{label}"'
+
+
 def _labels(subs: list[SubscriptionRef]) -> str:
-    first = f'"{subs[0].label}"'
+    first = quote_label(subs[0].label)
     return first if len(subs) == 1 else f"{first} and {len(subs) - 1} more"
 
 

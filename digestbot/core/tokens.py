@@ -1,0 +1,49 @@
+"""Signed, scoped tokens for the links in every message (unsubscribe, manage, see all).
+
+A token names exactly what it may touch (a recipient, and for unsubscribe the subscriptions
+of that message), is signed with the secret key, and is scoped by a salt per purpose, so a
+manage token cannot be replayed as an unsubscribe token and a forged token is refused.
+"""
+
+from __future__ import annotations
+
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from digestbot.errors import DigestbotError
+
+
+class BadToken(DigestbotError, ValueError):
+    """A token that was tampered with, forged, or made for another purpose."""
+
+
+class LinkSigner:
+    def __init__(self, secret_key: str, base_url: str) -> None:
+        if not secret_key:
+            raise ValueError("a signing key is required")
+        self._key = secret_key
+        self.base_url = base_url.rstrip("/")
+
+    def _serializer(self, purpose: str) -> URLSafeSerializer:
+        return URLSafeSerializer(self._key, salt=f"digestbot-{purpose}")
+
+    def token(self, purpose: str, payload: dict) -> str:
+        return self._serializer(purpose).dumps(payload)
+
+    def load(self, purpose: str, token: str) -> dict:
+        try:
+            payload = self._serializer(purpose).loads(token)
+        except BadSignature:
+            raise BadToken("this link is not valid (it may have been altered)") from None
+        if not isinstance(payload, dict):
+            raise BadToken("this link is not valid")
+        return payload
+
+    def manage_url(self, recipient_id: int) -> str:
+        return f"{self.base_url}/manage/{self.token('manage', {'r': recipient_id})}"
+
+    def unsubscribe_url(self, recipient_id: int, subscription_ids: list[int]) -> str:
+        payload = {"r": recipient_id, "s": sorted(subscription_ids)}
+        return f"{self.base_url}/unsubscribe/{self.token('unsubscribe', payload)}"
+
+    def digest_url(self, recipient_id: int, digest_key: str) -> str:
+        return f"{self.base_url}/digests/{self.token('digest', {'r': recipient_id, 'd': digest_key})}"

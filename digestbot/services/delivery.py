@@ -1,0 +1,198 @@
+"""Deliver the outbox: claim rows, send them through their channel, record the outcome.
+
+Claims are atomic: on PostgreSQL ``FOR UPDATE SKIP LOCKED`` inside an ``UPDATE … RETURNING``
+(so several `digestbot send` processes never take the same row), on SQLite the same UPDATE
+under ``BEGIN IMMEDIATE``. A row is marked sent in its own short transaction right after the
+provider accepts it: a message can repeat only if the process dies in between. A row left
+``sending`` by a dead process is released after a lease and sent again.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import Session
+
+from digestbot.channels.base import Channel, PermanentDeliveryError, TransientDeliveryError
+from digestbot.errors import NotFound, UsageError
+from digestbot.settings import Settings
+from digestbot.store.models import OutboxMessage
+
+LEASE = timedelta(minutes=10)  # a row 'sending' longer than this belongs to a dead process
+MAX_DELAY = 15 * 60.0
+CLAIM_BATCH = 200
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+    errors: list[dict] = field(default_factory=list)  # {"id", "recipient", "error"} of failures
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def as_json(self) -> dict:
+        return {"sent": self.sent, "retrying": self.retrying, "failed": self.failed, "errors": self.errors}
+
+
+def backoff(attempt: int, base: float, retry_after: float | None = None) -> float:
+    """Exponential backoff with jitter; never sooner than the provider asked."""
+    delay = min(MAX_DELAY, base * 2 ** max(0, attempt - 1)) * random.uniform(0.5, 1.0)
+    return max(delay, retry_after or 0.0)
+
+
+def release_stale(engine: Engine, now: datetime) -> int:
+    """Rows claimed by a process that died: back to pending."""
+    with Session(engine) as session, session.begin():
+        result = session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.status == "sending", OutboxMessage.claimed_at < now - LEASE)
+            .values(status="pending", claimed_at=None, claimed_by=None)
+        )
+        return result.rowcount or 0
+
+
+def claim(engine: Engine, worker: str, now: datetime, limit: int = CLAIM_BATCH) -> list[OutboxMessage]:
+    """Atomically take up to ``limit`` due pending rows for this worker."""
+    due = (
+        select(OutboxMessage.id)
+        .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now)
+        .order_by(OutboxMessage.id).limit(limit)
+        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite serialises writers instead
+    )
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        ids = list(session.scalars(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(due.scalar_subquery()), OutboxMessage.status == "pending")
+            .values(status="sending", claimed_at=now, claimed_by=worker, attempts=OutboxMessage.attempts + 1)
+            .returning(OutboxMessage.id)
+        ))
+        if not ids:
+            return []
+        rows = list(session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(ids)).order_by(OutboxMessage.id)))
+    return rows
+
+
+def _finish(engine: Engine, row_id: int, worker: str, **values) -> None:
+    with Session(engine) as session, session.begin():
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == row_id, OutboxMessage.claimed_by == worker)
+            .values(claimed_at=None, claimed_by=None, **values)
+        )
+
+
+class OutboxSender:
+    """Drains the outbox through the channels, with a bounded pool of threads."""
+
+    def __init__(self, engine: Engine, channels: dict[str, Channel], settings: Settings,
+                 clock: Callable[[], datetime] = utcnow, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.engine = engine
+        self.channels = channels
+        self.settings = settings
+        self.clock = clock
+        self.sleep = sleep
+        self.worker = f"w-{uuid.uuid4().hex[:10]}"
+        self.stopping = threading.Event()
+
+    def send_all(self, wait_for_retries: float = 60.0) -> SendReport:
+        """Send everything due; retries due within ``wait_for_retries`` seconds are waited for."""
+        report = SendReport()
+        release_stale(self.engine, self.clock())
+        with ThreadPoolExecutor(max_workers=self.settings.send_workers, thread_name_prefix="send") as pool:
+            while not self.stopping.is_set():
+                rows = claim(self.engine, self.worker, self.clock())
+                if rows:
+                    # One lane per destination: the parts of a Slack digest go out in order and
+                    # Slack's per-channel pace holds; emails are independent lanes.
+                    lanes: dict[tuple[str, str], list[OutboxMessage]] = defaultdict(list)
+                    for row in rows:
+                        lane = (row.channel, json.loads(row.payload).get("channel", "")) if row.channel != "email" else ("email", str(row.id))
+                        lanes[lane].append(row)
+                    for _ in pool.map(lambda lane: self._send_lane(lane, report), lanes.values()):
+                        pass
+                    continue
+                wait = self._next_retry_in()
+                if wait is None or wait > wait_for_retries:
+                    break
+                self.sleep(max(wait, 0.05))
+        with Session(self.engine) as session:
+            report.retrying = session.scalar(
+                select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status == "pending")
+            ) or 0
+        return report
+
+    def _next_retry_in(self) -> float | None:
+        with Session(self.engine) as session:
+            soonest = session.scalar(select(func.min(OutboxMessage.next_attempt_at)).where(OutboxMessage.status == "pending"))
+        return None if soonest is None else (soonest - self.clock()).total_seconds()
+
+    def _send_lane(self, rows: list[OutboxMessage], report: SendReport) -> None:
+        for row in rows:
+            self._send_one(row, report)
+
+    def _send_one(self, row: OutboxMessage, report: SendReport) -> None:
+        channel = self.channels[row.channel]
+        try:
+            provider_id = channel.send(json.loads(row.payload))
+        except TransientDeliveryError as exc:
+            if row.attempts >= self.settings.send_attempts:
+                self._fail(row, f"gave up after {row.attempts} attempts: {exc}", report)
+                return
+            delay = backoff(row.attempts, self.settings.retry_base_seconds, exc.retry_after)
+            _finish(self.engine, row.id, self.worker, status="pending", last_error=str(exc),
+                    next_attempt_at=self.clock() + timedelta(seconds=delay))
+            return
+        except PermanentDeliveryError as exc:
+            self._fail(row, str(exc), report)
+            return
+        except Exception as exc:  # a bug or an unexpected library error: keep the message, say why
+            self._fail(row, f"unexpected {exc.__class__.__name__}: {exc}", report)
+            return
+        _finish(self.engine, row.id, self.worker, status="sent", sent_at=self.clock(), last_error=None,
+                provider_id=(provider_id or "")[:200] or None)
+        with report._lock:
+            report.sent += 1
+
+    def _fail(self, row: OutboxMessage, reason: str, report: SendReport) -> None:
+        _finish(self.engine, row.id, self.worker, status="failed", last_error=reason)
+        with report._lock:
+            report.failed += 1
+            report.errors.append({"id": row.id, "channel": row.channel, "error": reason})
+
+
+def outbox_rows(session: Session, status: str | None = None, limit: int = 100) -> list[OutboxMessage]:
+    statement = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
+    if status is not None:
+        statement = statement.where(OutboxMessage.status == status)
+    return list(session.scalars(statement))
+
+
+def outbox_counts(session: Session) -> dict[str, int]:
+    counts = dict(session.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all())
+    return {status: counts.get(status, 0) for status in ("pending", "sending", "sent", "failed")}
+
+
+def retry(session: Session, row_id: int, now: datetime) -> OutboxMessage:
+    """Put a failed (or pending) message back in line, now, with a fresh attempt count."""
+    row = session.get(OutboxMessage, row_id)
+    if row is None:
+        raise NotFound(f"no outbox message with id {row_id}")
+    if row.status in ("sent", "sending"):
+        raise UsageError(f"outbox message {row_id} is {row.status}; only failed or pending ones can be retried")
+    row.status, row.attempts, row.next_attempt_at, row.last_error = "pending", 0, now, None
+    return row
