@@ -17,15 +17,20 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# A fresh SQLite database in ./demo, the sample dumps ingested, and what happened printed.
+# A fresh SQLite database in ./demo: sample subscriptions, the sample dumps ingested and
+# matched, the digests due a week from now built and "sent" by the file backend to demo/outbox.
 demo: $(STAMP)
 	rm -rf demo && mkdir -p demo
 	cd demo && ../$(BIN)/digestbot init
+	cd demo && ../$(BIN)/digestbot import-subscriptions ../examples/subscriptions.csv
 	@# The samples are complete files: no need to wait for them to "settle" after a fresh clone.
 	cd demo && DIGESTBOT_SETTLE_SECONDS=0 ../$(BIN)/digestbot ingest ../examples/dumps
+	cd demo && ../$(BIN)/digestbot digest --now "$$(../$(BIN)/python -c 'import datetime as d; print((d.datetime.now(d.UTC) + d.timedelta(days=7)).isoformat())')"
+	cd demo && DIGESTBOT_EMAIL_BACKEND=file DIGESTBOT_SLACK_BACKEND=file ../$(BIN)/digestbot send
 	cd demo && ../$(BIN)/digestbot status
-	cd demo && ../$(BIN)/digestbot papers --limit 5
-	@echo "demo database: demo/digestbot.db  (try: cd demo && ../$(BIN)/digestbot papers)"
+	@echo
+	@echo "Open the digests: demo/outbox/email/*.eml (any mail client) and demo/outbox/slack/*.json"
+	@echo "(paste a payload's blocks into https://app.slack.com/block-kit-builder). Try: cd demo && ../$(BIN)/digestbot search 'quantiz*'"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -8,7 +8,8 @@ import secrets
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, and_, exists, select
@@ -55,8 +56,10 @@ def signing_key(engine: Engine, settings: Settings) -> str:
 class DigestBuilder:
     """Everything needed to turn matches into rendered outbox rows."""
 
-    def __init__(self, engine: Engine, settings: Settings, renderer: Renderer | None = None) -> None:
+    def __init__(self, engine: Engine, settings: Settings, renderer: Renderer | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.engine = engine
+        self.clock = clock
         self.settings = settings
         self.renderer = renderer or Renderer()
         self.signer = LinkSigner(signing_key(engine, settings), settings.base_url)
@@ -184,7 +187,8 @@ class DigestBuilder:
                 OutboxMessage(
                     recipient_id=recipient_id, channel=recipient.kind, cadence=cadence, digest_key=digest_key,
                     part=part, subject=digest.subject, payload=json.dumps(payload, ensure_ascii=False),
-                    status="pending", attempts=0, next_attempt_at=now, created_at=now,
+                    # Sendable at once, even when built for a --now in the future.
+                    status="pending", attempts=0, next_attempt_at=min(now, self.clock()), created_at=now,
                 )
                 for part, payload in enumerate(payloads, start=1)
             )
