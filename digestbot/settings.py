@@ -7,6 +7,7 @@ and a test keeps the two in step.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -82,6 +83,10 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{f.metadata['env']} must be a finite number, not {value}")
         if self.settle_seconds < 0:
             raise ConfigError("DIGESTBOT_SETTLE_SECONDS must not be negative")
         if self.digest_max_papers < 1:
@@ -127,6 +132,15 @@ class Settings:
             except (ValueError, KeyError):
                 raise ConfigError(f"{f.metadata['env']} must be a {f.type}, not {raw!r}") from None
         return cls(**values)
+
+    @classmethod
+    def env_example(cls) -> str:
+        """The text of .env.example: every option, its comment and its default."""
+        lines = ["# digestbot configuration. Copy to .env and edit; real environment variables win over .env.",
+                 "# Every variable is optional; the value shown is the default."]
+        for var, default, doc in cls.documented():
+            lines += ["", f"# {doc}", f"{var}={default}"]
+        return "\n".join(lines) + "\n"
 
     @classmethod
     def documented(cls) -> list[tuple[str, str, str]]:

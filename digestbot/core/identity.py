@@ -14,13 +14,24 @@ import re
 import unicodedata
 
 _NOT_WORD = re.compile(r"[\W_]+")
+# For ASCII, [\W_] is exactly "not a letter or digit": this table turns those bytes into spaces.
+_ASCII_NOT_WORD_TO_SPACE = bytes(b if chr(b).isalnum() else 0x20 for b in range(128)) + b" " * 128
 
 
 def title_key(title: str) -> str:
     folded = unicodedata.normalize("NFKC", title).casefold()
-    return _NOT_WORD.sub(" ", folded).strip() or folded.strip()  # a title of punctuation only keys as itself
+    if folded.isascii():
+        # The same key as the regular expression below gives, a few times faster, for the usual ASCII title.
+        key = b" ".join(folded.encode().translate(_ASCII_NOT_WORD_TO_SPACE).split()).decode()
+    else:
+        key = _NOT_WORD.sub(" ", folded).strip()
+    return key or folded.strip()  # a title of punctuation only keys as itself
 
 
 def abstract_fingerprint(abstract: str) -> str:
-    canonical = " ".join(abstract.casefold().split())
+    canonical = abstract.casefold()
+    # Splitting into words and joining them again only changes text with whitespace other than
+    # single inner spaces: " " is the only whitespace character isprintable() accepts.
+    if "  " in canonical or not canonical.isprintable() or canonical[:1] == " " or canonical[-1:] == " ":
+        canonical = " ".join(canonical.split())
     return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()

@@ -8,7 +8,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from digestbot.errors import ConfigError, SchemaOutOfDate
 from digestbot.resources import resource_dir
@@ -30,6 +30,8 @@ def connect(url: str) -> Engine:
                 f"no driver for {parsed.drivername}: {exc.name} is not installed",
                 hint="pip install 'digestbot[postgres]'",
             ) from None
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise ConfigError(f"DIGESTBOT_DATABASE_URL names no usable database: {exc}") from None
     engine = create_engine(parsed, connect_args={"timeout": 30})
 
     @event.listens_for(engine, "connect")
