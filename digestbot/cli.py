@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -28,8 +29,14 @@ from digestbot.services.status import paper_json, recent_papers, store_status
 from digestbot.settings import Settings
 from digestbot.store import connect, ensure_current, migrate
 
-out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False)
+# markup=False: titles, queries and addresses are user data, never rich markup.
+out = Console(highlight=False, soft_wrap=False, markup=False)
+err = Console(stderr=True, highlight=False, markup=False)
+
+
+def say_error(message: str, label: str = "error") -> None:
+    """One line on stderr: a red label, then the message as plain text."""
+    err.print(Text.assemble((f"{label}:", "red"), " ", message), soft_wrap=True)
 
 
 class App:
@@ -58,13 +65,13 @@ class DigestbotGroup(click.Group):
         except DigestbotError as exc:
             if ctx.obj is not None and ctx.obj.debug:
                 raise
-            err.print(f"[red]error:[/] {exc}", markup=True, soft_wrap=True)
+            say_error(str(exc))
             ctx.exit(exc.exit_code)
         except OperationalError as exc:
             if ctx.obj is not None and ctx.obj.debug:
                 raise
             first = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0]
-            err.print(f"[red]error:[/] database: {first}", markup=True, soft_wrap=True)
+            say_error(f"database: {first}")
             ctx.exit(1)
 
 
@@ -125,14 +132,14 @@ def ingest(app: App, paths: tuple[Path, ...], as_json: bool) -> None:
         for f in report.files:
             note = f.error or (f"{len(f.warnings)} warning(s): {f.warnings[0]}" if f.warnings else "")
             style = STATUS_STYLE[f.status]
-            table.add_row(f.path, f"[{style}]{f.status}[/]", str(f.new), str(f.updated), str(f.unchanged),
+            table.add_row(f.path, Text(f.status, style=style), str(f.new), str(f.updated), str(f.unchanged),
                           str(f.matches), note)
         out.print(table)
         out.print(f"{report.new} new, {report.updated} updated, {report.unchanged} unchanged papers"
                   f" from {len(report.files)} file(s); {len(report.failed)} failed; {report.matches} match(es)")
     for f in report.failed:
         if not as_json:
-            err.print(f"[red]error:[/] {f.path}: {f.error}", soft_wrap=True)
+            say_error(f"{f.path}: {f.error}")
     sys.exit(1 if report.failed else 0)
 
 
@@ -277,7 +284,7 @@ def import_subscriptions(app: App, csv_file: Path, as_json: bool) -> None:
     else:
         out.print(f"imported {report.imported} subscription(s); {len(report.errors)} row(s) refused")
         for line, reason in report.errors:
-            err.print(f"{csv_file}:{line}: {reason}", soft_wrap=True, markup=False)
+            err.print(f"{csv_file}:{line}: {reason}", soft_wrap=True)
     sys.exit(1 if report.errors else 0)
 
 
@@ -329,7 +336,7 @@ def digest(app: App, cadence: str | None, recipient: str | None, now_text: str |
     verb = "would queue" if dry_run else "queued"
     for b in built:
         out.print(f"{verb} {b.cadence} digest for {b.recipient}: {b.subject} ({b.messages} message(s))",
-                  markup=False)
+)
     out.print(f"{len(built)} digest(s) {verb}" + ("" if dry_run or not built else "; deliver with 'digestbot send'"))
 
 
@@ -347,8 +354,7 @@ def send(app: App, as_json: bool) -> None:
     else:
         out.print(f"sent {report.sent}, retrying {report.retrying}, failed {report.failed}")
         for failure in report.errors:
-            err.print(f"[red]failed:[/] outbox {failure['id']} ({failure['channel']}): {failure['error']}",
-                      soft_wrap=True)
+            say_error(f"outbox {failure['id']} ({failure['channel']}): {failure['error']}", "failed")
         if app.settings.email_channel == "file" or app.settings.slack_channel == "file":
             out.print(f"file backend: messages are in {app.settings.outbox_dir}/")
     sys.exit(1 if report.failed else 0)

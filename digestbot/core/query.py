@@ -18,6 +18,7 @@ queries against many papers at once and must agree with it.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, Union
@@ -101,6 +102,7 @@ class _Token:
 
 
 _SPECIAL = set('()"')
+_MINUSES = "-\u2013\u2014\u2212"
 
 
 def _lex(query: str) -> Iterator[_Token]:
@@ -122,7 +124,8 @@ def _lex(query: str) -> Iterator[_Token]:
                 raise QueryError('unclosed quote "', column)
             yield _Token("PHRASE", query[i + 1:end], column)
             i = end + 1
-        elif c == "-" and i + 1 < n and not query[i + 1].isspace():
+        elif c in _MINUSES and i + 1 < n and not query[i + 1].isspace():
+            # An en or em dash before a word is an exclusion too: editors "correct" - to –.
             yield _Token("MINUS", c, column)
             i += 1
         else:
@@ -206,11 +209,12 @@ class _Parser:
                 break
             if token.kind == "AND":
                 self.take()
+                if not items and not run:
+                    raise QueryError("AND needs a term before it", token.column)
                 if self.peek().kind in ("END", "RPAREN", "OR", "AND"):
                     raise QueryError("AND needs a term after it", token.column)
-                flush()
-                continue
-            if token.kind == "WORD" and not token.text.endswith("*"):
+                continue  # written AND means what juxtaposition means
+            if token.kind == "WORD" and "*" not in token.text:
                 parts = self.word_parts(token)
                 self.take()
                 if len(parts) == 1:
@@ -223,6 +227,8 @@ class _Parser:
             items.append(self.unary(field))
         flush()
         if not items:
+            if start.kind == "RPAREN":
+                raise QueryError("unmatched ')'", start.column)
             raise QueryError("expected a term", start.column)
         if all(isinstance(item, Not) for item in items):
             if len(items) == 1:
@@ -247,6 +253,8 @@ class _Parser:
         if token.kind == "LPAREN":
             if self.peek().kind == "RPAREN":
                 raise QueryError("empty parentheses", token.column)
+            if self.peek().kind == "END":
+                raise QueryError("unclosed '('", token.column)
             node = self.or_expr(field)
             if self.take().kind != "RPAREN":
                 raise QueryError("unclosed '('", token.column)
@@ -257,9 +265,9 @@ class _Parser:
                 raise QueryError("the phrase has no words", token.column)
             self.count(token, len(parts))
             return Term(stem(parts[0]), field) if len(parts) == 1 else Phrase(tuple(parts), field)
-        if token.kind == "WORD" and token.text.endswith("*"):
+        if token.kind == "WORD" and "*" in token.text:
             stemless = token.text[:-1]
-            if "*" in stemless:
+            if "*" in stemless or not token.text.endswith("*"):
                 raise QueryError("'*' may only end a word", token.column)
             parts = raw_words(stemless)
             if len(parts) != 1 or "-" in parts[0] or len(parts[0]) < MIN_PREFIX:
@@ -292,9 +300,15 @@ def parse_query(query: str) -> Node:
     """Parse ``query``; raises QueryError saying what is wrong and where."""
     if len(query) > MAX_LENGTH:
         raise QueryError(f"longer than {MAX_LENGTH} characters", MAX_LENGTH + 1)
+    for index, char in enumerate(query):
+        if unicodedata.category(char) == "Cc" and not char.isspace():
+            raise QueryError(f"control character {char!r}", index + 1)
+    if not query.strip():
+        raise QueryError("the query is empty", 1)
     node = _Parser(query).parse()
     if isinstance(node, Not):
-        raise QueryError("a query needs at least one term that is not excluded", 1)
+        column = len(query) - len(query.lstrip()) + 1
+        raise QueryError("a query needs at least one term that is not excluded", column)
     return node
 
 

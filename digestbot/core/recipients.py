@@ -14,7 +14,9 @@ from digestbot.errors import UsageError
 Kind = Literal["email", "slack", "slack-webhook"]
 
 _CHANNEL_NAME = re.compile(r"#[a-z0-9][a-z0-9._-]{0,79}")
-_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{8,}")
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{8,20}")
+MAX_URL = 500
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +36,12 @@ def parse_recipient(text: str) -> Recipient:
     if text.startswith("slack-webhook:"):
         url = text.removeprefix("slack-webhook:")
         parts = urlsplit(url)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise UsageError(f"bad recipient {text!r}: a Slack webhook needs an https:// URL")
+        # Plain http only for a server on this machine (a test or a local relay).
+        secure = parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOCAL_HOSTS)
+        if not secure or not parts.hostname:
+            raise UsageError(f"bad recipient {text[:80]!r}: a Slack webhook needs an https:// URL")
+        if len(url) > MAX_URL or any(c.isspace() or not c.isprintable() for c in url):
+            raise UsageError(f"bad recipient {text[:80]!r}: the webhook URL is too long or has spaces")
         return Recipient("slack-webhook", url)
     if text.startswith("slack:"):
         channel = text.removeprefix("slack:")
@@ -48,4 +54,5 @@ def parse_recipient(text: str) -> Recipient:
         checked = validate_email(text, check_deliverability=False)
     except EmailNotValidError as exc:
         raise UsageError(f"bad recipient {text!r}: {exc}") from None
-    return Recipient("email", checked.normalized)
+    # Mailboxes are case-insensitive in practice: one person, one recipient.
+    return Recipient("email", checked.normalized.lower())

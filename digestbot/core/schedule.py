@@ -11,7 +11,10 @@ from digestbot.errors import UsageError
 
 CADENCES = ("instant", "daily", "weekly")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_TIME = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
+_TIME = re.compile(r"([01]?[0-9]|2[0-3]):([0-5][0-9])")
+_DAY_NAMES = {name: day for day in WEEKDAYS for name in (day, {
+    "mon": "monday", "tue": "tuesday", "wed": "wednesday", "thu": "thursday", "fri": "friday",
+    "sat": "saturday", "sun": "sunday"}[day])}
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,9 +33,10 @@ def parse_schedule(cadence: str = "daily", at: str = "08:00", day: str = "mon", 
     match = _TIME.fullmatch(at.strip())
     if not match:
         raise UsageError(f"bad time {at!r}: use HH:MM, 24-hour, e.g. 08:00")
-    day = day.strip().lower()[:3]
-    if day not in WEEKDAYS:
-        raise UsageError(f"bad day {day!r}: use one of {', '.join(WEEKDAYS)}")
+    written = day
+    day = _DAY_NAMES.get(day.strip().lower(), "")
+    if not day:
+        raise UsageError(f"bad day {written!r}: use one of {', '.join(WEEKDAYS)}")
     tz = tz.strip()
     try:
         ZoneInfo(tz)

@@ -9,7 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digestbot.core.matcher import Batch, vocabulary
-from digestbot.core.query import Node, leaves
+from digestbot.core.query import Node, Run, Term, leaves
+from digestbot.core.text import stem
 from digestbot.store.models import Paper
 
 CHUNK = 2000  # papers analysed at a time: bounded memory on a large store
@@ -24,7 +25,8 @@ class Hit:
 def search(session: Session, node: Node, limit: int) -> list[Hit]:
     """Papers matching ``node`` (the same engine that matches subscriptions), best first."""
     terms = vocabulary(node)
-    scoring = [leaf for leaf, positive in leaves(node) if positive]
+    # Each word counts on its own: a Run of several words scores per word.
+    scoring = [part for leaf, positive in leaves(node) if positive for part in _scored_parts(leaf)]
     hits: list[Hit] = []
     last_id = 0
     while True:
@@ -44,6 +46,12 @@ def search(session: Session, node: Node, limit: int) -> list[Hit]:
             hits.append(Hit(papers[position], score))
     hits.sort(key=lambda h: (-h.score, -h.paper.first_seen.timestamp(), -h.paper.id))
     return hits[:limit]
+
+
+def _scored_parts(leaf) -> list:
+    if isinstance(leaf, Run):
+        return [Term(stem(word), leaf.field) for word in leaf.raw]
+    return [leaf]
 
 
 def _bits_in(batch: Batch, leaf, field: str) -> int:

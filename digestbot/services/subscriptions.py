@@ -41,9 +41,13 @@ def _recipient_row(session: Session, recipient: Recipient, now: datetime) -> Rec
 
 
 def _check_name(name: str | None) -> str | None:
-    if name is not None and len(name) > MAX_NAME:
+    if name is None:
+        return None
+    if len(name) > MAX_NAME:
         raise UsageError(f"the name is longer than {MAX_NAME} characters")
-    return name.strip() or None if name is not None else None
+    if any(not c.isprintable() for c in name):
+        raise UsageError("the name has control characters")
+    return name.strip() or None
 
 
 def subscribe(
@@ -130,7 +134,7 @@ def import_subscriptions(session: Session, text: str, now: datetime) -> ImportRe
     Bad rows are reported by line number and skipped; good rows are inserted in bulk.
     """
     report = ImportReport()
-    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))
+    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")), strict=True)
     header = [h.strip().lower() for h in (reader.fieldnames or [])]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
@@ -142,9 +146,9 @@ def import_subscriptions(session: Session, text: str, now: datetime) -> ImportRe
 
     recipients: dict[str, Recipient] = {}
     schedules: dict[tuple, Schedule] = {}
+    parsed_queries: set[str] = set()
     rows: list[tuple[Recipient, dict]] = []
-    for record in reader:
-        line = reader.line_num
+    for line, record in _records(reader, report):
         try:
             if None in record:
                 raise UsageError("more fields than the header has")
@@ -153,7 +157,9 @@ def import_subscriptions(session: Session, text: str, now: datetime) -> ImportRe
             target = recipients.get(written)
             if target is None:
                 target = recipients[written] = parse_recipient(written)
-            parse_query(raw["query"])
+            if raw["query"] not in parsed_queries:
+                parse_query(raw["query"])
+                parsed_queries.add(raw["query"])
             key = (raw.get("cadence") or "daily", raw.get("at") or "08:00", raw.get("day") or "mon",
                    raw.get("tz") or "UTC")
             schedule = schedules.get(key)
@@ -185,13 +191,29 @@ def import_subscriptions(session: Session, text: str, now: datetime) -> ImportRe
     return report
 
 
+def _records(reader: csv.DictReader, report: ImportReport):
+    """(line, record) pairs; malformed CSV (an unclosed quote…) is reported where it starts."""
+    line = 1
+    while True:
+        start = reader.line_num + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            report.errors.append((start, f"malformed CSV ({exc}); the rest of the file was not read"))
+            return
+        line = start
+        yield line, record
+
+
 def _recipient_ids(session: Session, addresses: list[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     for start in range(0, len(addresses), 500):
         chunk = addresses[start:start + 500]
         found.update(session.execute(
             select(RecipientRow.address, RecipientRow.id).where(RecipientRow.address.in_(chunk))
-        ).tuples().all())
+        ).all())
     return found
 
 
