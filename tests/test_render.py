@@ -414,6 +414,7 @@ def test_golden(golden_outputs, name: str) -> None:
     if REGENERATE:
         GOLDEN.mkdir(exist_ok=True)
         path.write_text(golden_outputs[name], encoding="utf-8")
+        assert path.read_text(encoding="utf-8") == golden_outputs[name]
         return
     assert path.is_file(), f"{path} is missing: run with DIGESTBOT_REGENERATE_GOLDEN=1 to create it"
     assert golden_outputs[name] == path.read_text(encoding="utf-8"), (

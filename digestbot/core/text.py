@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # A word: letters/digits, possibly joined by hyphens or apostrophes (already mapped to '-').
@@ -88,33 +89,68 @@ class Field:
     terms: set[str] = field(default_factory=set)
 
 
-def analyze(text: str, pair_vocabulary: set[str] | frozenset[str] | None = None) -> Field:
+def pair_joins_for(vocabulary: set[str] | frozenset[str]) -> dict[str, str]:
+    """Every raw spelling whose stem is in ``vocabulary``, mapped to that stem.
+
+    ``stem`` only ever leaves a word alone, drops a final ``s`` or turns ``ies`` into ``y``, so
+    the spellings stemming to ``v`` are among ``v``, ``v + "s"`` and ``v[:-1] + "ies"``: one dict
+    look-up then says whether two adjacent raw words form a pair join worth keeping, and which.
+    """
+    found: dict[str, str] = {}
+    for term in vocabulary:
+        spellings = (term, term + "s", term[:-1] + "ies") if term.endswith("y") else (term, term + "s")
+        for spelling in spellings:
+            if s_stem(spelling) == term:
+                found[spelling] = term
+    return found
+
+
+def analyze(text: str, pair_vocabulary: set[str] | frozenset[str] | dict[str, str] | None = None) -> Field:
     """Tokenise ``text``. With ``pair_vocabulary``, only pair joins in it are kept (a batch
-    indexes only the joins some query can ask for; every pair join otherwise)."""
+    indexes only the joins some query can ask for; every pair join otherwise). A dict made by
+    ``pair_joins_for`` is the fast way to give the same vocabulary for many texts."""
+    if pair_vocabulary is None:
+        return _analyze(text, stem)
+    if isinstance(pair_vocabulary, dict):
+        return _analyze(text, pair_vocabulary.get)
+    return _analyze(text, lambda raw: joined if (joined := stem(raw)) in pair_vocabulary else None)
+
+
+def _analyze(text: str, pair_join: Callable[[str], str | None]) -> Field:
+    """The tokeniser; ``pair_join(raw)`` is the stemmed join of two adjacent raw words run
+    together as ``raw``, or None when that join is not to be kept."""
     tokens: list[str] = []
     spans: dict[int, list[tuple[str, int]]] = {}
-    words: set[str] = set()
-    pair_joins: set[str] = set()
+    hyphen_joins: list[str] = []
+    pair_joins: list[str] = []
+    known = _stem_cache.get  # the hot loop looks stems up directly; stem() fills the cache
     last_raw: str | None = None  # the raw last part of the previous word, for pair joins
     for word in raw_words(text):
-        start = len(tokens)
         if "-" in word:
+            start = len(tokens)
             parts = word.split("-")
             joined = join_key(*parts)
             spans.setdefault(start, []).append((joined, len(parts)))
-            words.add(joined)
-        else:
-            parts = (word,)
-        if last_raw is not None:
-            pair = join_key(last_raw, parts[0])
-            if pair_vocabulary is None or pair in pair_vocabulary:
-                spans.setdefault(start - 1, []).append((pair, 2))
-                pair_joins.add(pair)
-        for part in parts:
-            tokens.append(stem(part))
-        last_raw = parts[-1]
-    words.update(tokens)
-    return Field(tokens, spans, words, words | pair_joins)
+            hyphen_joins.append(joined)
+            if last_raw is not None:
+                pair = pair_join(last_raw + parts[0])
+                if pair is not None:
+                    spans.setdefault(start - 1, []).append((pair, 2))
+                    pair_joins.append(pair)
+            for part in parts:
+                tokens.append(known(part) or stem(part))
+            last_raw = parts[-1]
+        else:  # the common case, kept short
+            if last_raw is not None:
+                pair = pair_join(last_raw + word)
+                if pair is not None:
+                    spans.setdefault(len(tokens) - 1, []).append((pair, 2))
+                    pair_joins.append(pair)
+            tokens.append(known(word) or stem(word))
+            last_raw = word
+    words = set(tokens)
+    words.update(hyphen_joins)
+    return Field(tokens, spans, words, words.union(pair_joins))
 
 
 def phrase_in(raw: tuple[str, ...], doc: Field) -> bool:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from digestbot.channels.base import Channel, PermanentDeliveryError, TransientDeliveryError
 from digestbot.errors import NotFound, UsageError
@@ -68,9 +68,18 @@ def release_stale(engine: Engine, now: datetime) -> int:
 
 def claim(engine: Engine, worker: str, now: datetime, limit: int = CLAIM_BATCH) -> list[OutboxMessage]:
     """Atomically take up to ``limit`` due pending rows for this worker."""
+    earlier = aliased(OutboxMessage)
+    # The parts of a Slack digest go out in order, even across workers: a part is claimable
+    # only once every earlier part of its digest is sent or has failed for good.
+    waiting_for_earlier_part = (
+        select(earlier.id)
+        .where(earlier.digest_key == OutboxMessage.digest_key, earlier.part < OutboxMessage.part,
+               earlier.status.in_(("pending", "sending")))
+        .exists()
+    )
     due = (
         select(OutboxMessage.id)
-        .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now)
+        .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now, ~waiting_for_earlier_part)
         .order_by(OutboxMessage.id).limit(limit)
         .with_for_update(skip_locked=True)  # PostgreSQL; SQLite serialises writers instead
     )
