@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from datetime import UTC, datetime
 from functools import cached_property
@@ -188,6 +189,15 @@ def status(app: App, as_json: bool) -> None:
         table = Table("failed file", "reason", "at", title="failed files")
         for f in summary["failed_files"]:
             table.add_row(f["path"], f["error"], f["at"])
+        out.print(table)
+    watch = summary["jobs"].get("watch")
+    out.print("last watch pass: never" if watch is None else
+              f"last watch pass: {watch['last_run']} ({watch['status']}: {watch['error'] or watch['summary']})")
+    out.print("outbox: " + ", ".join(f"{n} {s}" for s, n in summary["outbox"].items()))
+    if summary["next_digests"]:
+        table = Table("next digest", "cadence", "recipient", title="next due digests")
+        for d in summary["next_digests"]:
+            table.add_row(d["at"], d["cadence"], d["recipient"])
         out.print(table)
 
 
@@ -431,6 +441,34 @@ def preview(app: App, recipient: str, fmt: str | None, cadence: str | None, now_
     else:
         output.write_text(rendered, encoding="utf-8")
         out.print(f"wrote {output}")
+
+
+def _log_to_stderr(debug: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z")
+    for noisy in ("alembic", "apscheduler", "slack_sdk", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Run every job once and exit (for cron and CI).")
+@pass_app
+def run(app: App, once: bool) -> None:
+    """Watch the dump folder, send alerts and digests on time, deliver; until SIGTERM or Ctrl-C."""
+    from digestbot import runner
+
+    _log_to_stderr(app.debug)
+    sys.exit(runner.run(app.engine, app.settings, once=once))
+
+
+@cli.command()
+@pass_app
+def worker(app: App) -> None:
+    """Deliver from the outbox only (run any number beside one 'digestbot run' on PostgreSQL)."""
+    from digestbot import runner
+
+    _log_to_stderr(app.debug)
+    sys.exit(runner.work(app.engine, app.settings))
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ obeyed. Templates are files of ours; titles are only ever values inside them, ne
 from __future__ import annotations
 
 import json
+from html import escape
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,19 @@ class Renderer:
                 "unfurl_links": False, "unfurl_media": False,
             })
         return payloads
+
+
+def admin_alert_payload(target, subject: str, body: str, sender: Sender, *, key: str) -> dict[str, Any]:
+    """A plain operational alert: no template needed, every value escaped."""
+    if target.kind == "email":
+        domain = sender.email.rpartition("@")[2] or "digestbot"
+        html = f"<!DOCTYPE html><html><body><p>{escape(body)}</p></body></html>"
+        return {"key": key, "message_id": f"<{key}@{domain}>", "to": target.target, "from_email": sender.email,
+                "from_name": sender.name, "subject": subject, "text": body + "\n", "html": html, "headers": {}}
+    text = f"*{slack_escape(subject)}*\n{slack_escape(body)}"
+    return {"key": key, "channel": target.target, "text": _cut(text, 3000),
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, SLACK_MAX_SECTION)}}],
+            "unfurl_links": False, "unfurl_media": False}
 
 
 def _cut(text: str, limit: int) -> str:

@@ -40,6 +40,14 @@ class Settings:
         "a dump modified less than this many seconds ago is still being written and is deferred",
     )
 
+    poll_seconds: float = option(30.0, "DIGESTBOT_POLL_SECONDS", "how often `digestbot run` looks in the watch folder")
+    stale_hours: float = option(
+        36.0, "DIGESTBOT_STALE_HOURS", "no new dump for this long sends one alert to DIGESTBOT_ADMIN"
+    )
+    admin: str = option(
+        "", "DIGESTBOT_ADMIN", "who hears about failed files and a stale pipeline: an email or slack: recipient"
+    )
+
     # ---- digests ----
     digest_max_papers: int = option(25, "DIGESTBOT_DIGEST_MAX_PAPERS", "papers shown in one digest; the rest are linked")
     paper_url: str = option(
@@ -89,6 +97,8 @@ class Settings:
                 raise ConfigError(f"{f.metadata['env']} must be a finite number, not {value}")
         if self.settle_seconds < 0:
             raise ConfigError("DIGESTBOT_SETTLE_SECONDS must not be negative")
+        if self.poll_seconds <= 0 or self.stale_hours <= 0:
+            raise ConfigError("DIGESTBOT_POLL_SECONDS and DIGESTBOT_STALE_HOURS must be positive")
         if self.digest_max_papers < 1:
             raise ConfigError("DIGESTBOT_DIGEST_MAX_PAPERS must be at least 1")
         if "{title}" not in self.paper_url:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from digestbot.store.models import DumpFile, Paper
+from digestbot.services.delivery import outbox_counts
+from digestbot.services.health import next_digests
+from digestbot.store.models import DumpFile, JobRun, Paper
 
 
 def _iso(value) -> str | None:
@@ -27,7 +29,7 @@ def recent_papers(session: Session, limit: int) -> list[Paper]:
     return list(session.scalars(select(Paper).order_by(Paper.first_seen.desc(), Paper.id.desc()).limit(limit)))
 
 
-def store_status(session: Session) -> dict:
+def store_status(session: Session, now: datetime | None = None) -> dict:
     files_by_status = dict(session.execute(select(DumpFile.status, func.count()).group_by(DumpFile.status)).all())
     last = session.scalar(
         select(DumpFile).where(DumpFile.status == "ingested").order_by(DumpFile.processed_at.desc(), DumpFile.id.desc()).limit(1)
@@ -45,4 +47,11 @@ def store_status(session: Session) -> dict:
             "new": last.new, "updated": last.updated, "unchanged": last.unchanged,
         },
         "failed_files": [{"path": f.path, "error": f.error, "at": _iso(f.processed_at)} for f in failed],
+        "jobs": {
+            run.job: {"last_run": _iso(run.last_finished_at), "status": run.last_status, "error": run.last_error,
+                      "summary": run.summary}
+            for run in session.scalars(select(JobRun).order_by(JobRun.job))
+        },
+        "outbox": outbox_counts(session),
+        "next_digests": next_digests(session, now or datetime.now(UTC)),
     }

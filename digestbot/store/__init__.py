@@ -2,9 +2,11 @@
 
 from digestbot.store.db import connect, ensure_current, migrate, schema_revision
 from digestbot.store.models import (
-    Base, Counter, DigestItem, DumpFile, Match, OutboxMessage, Paper, Recipient, Secret, Subscription,
+    AdminAlert, Base, Counter, DigestItem, DumpFile, Match, OutboxMessage, Paper, Recipient, Secret, Subscription,
+    JobRun, Lease,
 )
 
 __all__ = [
+    "AdminAlert", "JobRun", "Lease",
     "Base", "Counter", "DigestItem", "DumpFile", "Match", "OutboxMessage", "Paper", "Recipient", "Secret",
     "Subscription", "connect", "ensure_current", "migrate", "schema_revision"]

@@ -178,3 +178,35 @@ class Secret(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class JobRun(Base):
+    """The scheduler's own state: when each job last ran and how it went (survives restarts)."""
+
+    __tablename__ = "job_runs"
+
+    job: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[str | None] = mapped_column(String(16))  # ok | failed
+    last_error: Mapped[str | None] = mapped_column(Text)
+    summary: Mapped[str | None] = mapped_column(Text)  # one line: what the last run did
+
+
+class Lease(Base):
+    """A named lease: the scheduler's leadership. Whoever holds an unexpired lease leads."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AdminAlert(Base):
+    """An alert sent to DIGESTBOT_ADMIN, by a key that makes each condition alert once."""
+
+    __tablename__ = "admin_alerts"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime)

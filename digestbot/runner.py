@@ -1,0 +1,202 @@
+"""`digestbot run` and `digestbot worker`: the bot as operators run it.
+
+APScheduler 3 runs the jobs; each job is one call into a service and holds no logic of its
+own. Only one scheduler may lead (APScheduler 3 cannot share a job store between processes):
+leadership is a lease row renewed every few seconds, and a second `digestbot run` waits as a
+hot standby until the lease runs out. Job runs are recorded in the database (``job_runs``).
+Everything the jobs do is idempotent by design (files by content hash, digest windows by
+``digested_until`` and ``digest_items``, the outbox by claims), so a crash at any moment
+followed by a restart neither skips nor repeats work.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from digestbot.channels import channels_for
+from digestbot.services import leases
+from digestbot.services.delivery import OutboxSender
+from digestbot.services.digests import DigestBuilder
+from digestbot.services.health import queue_admin_alerts
+from digestbot.services.watch import Watcher
+from digestbot.settings import Settings
+from digestbot.store.models import JobRun
+
+log = logging.getLogger("digestbot")
+
+LEASE_NAME = "scheduler"
+LEASE_TTL = timedelta(seconds=20)
+RENEW_EVERY = 5.0  # seconds; well inside the TTL
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Bot:
+    """The jobs, each a thin call into a service, recorded in ``job_runs``."""
+
+    def __init__(self, engine: Engine, settings: Settings, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.clock = clock
+        self.watcher = Watcher(settings.watch_dir, settings.settle_seconds)
+        self.builder = DigestBuilder(engine, settings, clock=clock)
+        self.sender = OutboxSender(engine, channels_for(settings), settings, clock=clock)
+        self._delivery_lock = threading.Lock()  # the watch and deliver jobs both send
+
+    def _record(self, job: str, action: Callable[[], str]) -> None:
+        started = self.clock()
+        status, error, summary = "ok", None, ""
+        try:
+            summary = action()
+        except Exception as exc:  # a job must never kill the scheduler; say what happened
+            status, error = "failed", f"{exc.__class__.__name__}: {exc}".splitlines()[0]
+            log.error("%s failed: %s", job, error, exc_info=log.isEnabledFor(logging.DEBUG))
+        with Session(self.engine) as session, session.begin():
+            row = session.get(JobRun, job) or JobRun(job=job)
+            row.last_started_at, row.last_finished_at = started, self.clock()
+            row.last_status, row.last_error, row.summary = status, error, summary
+            session.add(row)
+
+    # ---- the jobs ----
+
+    def watch(self) -> None:
+        self._record("watch", self._watch)
+
+    def _watch(self) -> str:
+        report = self.watcher.scan(self.engine, self.clock())
+        for f in report.files:
+            if f.status == "ingested":
+                log.info("ingested %s: %d new, %d updated, %d unchanged, %d matches",
+                         f.path, f.new, f.updated, f.unchanged, f.matches)
+            elif f.status == "failed":
+                log.warning("failed %s: %s", f.path, f.error)
+            elif f.status == "deferred":
+                log.info("deferred %s: %s", f.path, f.error)
+        if report.matches:
+            self._queue("instant")
+            self._deliver()
+        return f"{len(report.files)} file(s), {report.new} new paper(s), {report.matches} match(es)"
+
+    def digests(self) -> None:
+        self._record("digests", lambda: self._queue(None))
+
+    def _queue(self, cadence: str | None) -> str:
+        built = self.builder.build_due(self.clock(), cadence)
+        for b in built:
+            log.info("queued %s digest for %s: %s", b.cadence, b.recipient, b.subject)
+        return f"{len(built)} digest(s) queued"
+
+    def deliver(self) -> None:
+        self._record("deliver", self._deliver)
+
+    def _deliver(self) -> str:
+        with self._delivery_lock:
+            report = self.sender.send_all(wait_for_retries=0)
+        if report.sent or report.failed:
+            log.info("sent %d message(s), %d failed, %d waiting", report.sent, report.failed, report.retrying)
+        for failure in report.errors:
+            log.warning("message %s (%s) failed: %s", failure["id"], failure["channel"], failure["error"])
+        return f"{report.sent} sent, {report.failed} failed, {report.retrying} waiting"
+
+    def health(self) -> None:
+        self._record("health", lambda: f"{queue_admin_alerts(self.engine, self.settings, self.clock())} alert(s)")
+
+    def run_once(self) -> None:
+        """Every job once, in pipeline order (for cron and CI)."""
+        self.watch()
+        self.digests()
+        self.health()
+        self.deliver()
+
+    def stop(self) -> None:
+        self.sender.stopping.set()
+
+
+def _schedule(bot: Bot, settings: Settings) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
+    poll = settings.poll_seconds
+    scheduler.add_job(bot.watch, IntervalTrigger(seconds=poll), id="watch", next_run_time=datetime.now(UTC),
+                      misfire_grace_time=int(max(poll, 30)))
+    # Every minute: a digest due at 08:00 local goes out in the minute after 08:00.
+    scheduler.add_job(bot.digests, CronTrigger(second=5), id="digests", misfire_grace_time=120)
+    scheduler.add_job(bot.deliver, IntervalTrigger(seconds=10), id="deliver", misfire_grace_time=60)
+    scheduler.add_job(bot.health, IntervalTrigger(minutes=5), id="health", next_run_time=datetime.now(UTC),
+                      misfire_grace_time=600)
+    return scheduler
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum, _frame) -> None:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run(engine: Engine, settings: Settings, *, once: bool = False) -> int:
+    """Lead (or wait to lead) and run the jobs until SIGTERM/SIGINT; returns the exit code."""
+    holder = f"run-{uuid.uuid4().hex[:12]}"
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    bot = Bot(engine, settings)
+    if once:
+        if not leases.acquire(engine, LEASE_NAME, holder, utcnow(), LEASE_TTL):
+            log.error("another digestbot run leads; not running --once beside it")
+            return 1
+        try:
+            bot.run_once()
+        finally:
+            leases.release(engine, LEASE_NAME, holder)
+        return 0
+
+    scheduler: BackgroundScheduler | None = None
+    announced_standby = False
+    while not stop.is_set():
+        leading = leases.acquire(engine, LEASE_NAME, holder, utcnow(), LEASE_TTL)
+        if leading and scheduler is None:
+            log.info("leading as %s; watching %s every %gs", holder, settings.watch_dir, settings.poll_seconds)
+            scheduler = _schedule(bot, settings)
+            scheduler.start()
+        elif not leading and scheduler is not None:
+            log.warning("lost the lead (lease taken over): stopping jobs")
+            scheduler.shutdown(wait=True)
+            scheduler = None
+        elif not leading and not announced_standby:
+            log.info("another scheduler leads: waiting as a standby")
+            announced_standby = True
+        stop.wait(RENEW_EVERY)
+    bot.stop()
+    if scheduler is not None:
+        scheduler.shutdown(wait=True)  # let running jobs finish; claimed rows are marked or released
+        leases.release(engine, LEASE_NAME, holder)
+    log.info("stopped")
+    return 0
+
+
+def work(engine: Engine, settings: Settings) -> int:
+    """Delivery only, beside one `digestbot run` (any number of these on PostgreSQL)."""
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    sender = OutboxSender(engine, channels_for(settings), settings)
+    log.info("delivering from the outbox as %s", sender.worker)
+    while not stop.is_set():
+        report = sender.send_all(wait_for_retries=0)
+        if report.sent or report.failed:
+            log.info("sent %d message(s), %d failed, %d waiting", report.sent, report.failed, report.retrying)
+        stop.wait(2.0)
+    log.info("stopped")
+    return 0
