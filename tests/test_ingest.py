@@ -356,7 +356,7 @@ def test_truncated_dump_is_ingested_with_its_warning_recorded(engine, tmp_path):
 def test_one_file_is_one_transaction(postgres_url, dumps):
     """A file whose ingest fails after it has written rows leaves no trace but its failure record.
 
-    The failure is real: another session holds a row lock on a paper the second file lists,
+    The failure is real: another session holds a row lock on the sighting of a paper the second file lists,
     and this engine's connections give up on locks after 300 ms (PostgreSQL's lock_timeout).
     SQLite cannot show this: digestbot takes its write lock with BEGIN IMMEDIATE before any write.
     """
@@ -368,7 +368,8 @@ def test_one_file_is_one_transaction(postgres_url, dumps):
         assert paper_count(engine) == 70
         later = NOW + timedelta(days=1)
         with blocker.begin() as connection:
-            locked = connection.execute(text("select id from papers for update")).all()
+            # when a paper was last seen lives in paper_sightings: the file's last write
+            locked = connection.execute(text("select paper_id from paper_sightings for update")).all()
             assert len(locked) == 70
             (result,) = ingest(engine, dumps / NAMES[1], now=later).files
         assert result.status == "failed"
@@ -397,9 +398,10 @@ def test_one_file_is_one_transaction(postgres_url, dumps):
 
 def test_status_of_an_empty_store(engine):
     with Session(engine) as session:
-        assert store_status(session) == {
+        assert store_status(session, NOW) == {
             "papers": 0, "newest_paper_seen": None, "dump_files": {"ingested": 0, "failed": 0},
-            "last_ingest": None, "failed_files": [],
+            "last_ingest": None, "failed_files": [], "jobs": {},
+            "outbox": {"pending": 0, "sending": 0, "sent": 0, "failed": 0}, "next_digests": [],
         }
         assert recent_papers(session, 5) == []
 

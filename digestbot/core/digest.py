@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from urllib.parse import quote_plus
 
 from digestbot.core.highlight import Highlighter
@@ -59,6 +60,7 @@ class Digest:
         return self.total - len(self.papers)
 
 
+@lru_cache(maxsize=16384)  # the same papers go to many readers
 def paper_link(template: str, title: str) -> str:
     return template.replace("{title}", quote_plus(title))
 
@@ -84,6 +86,20 @@ def period_label(cadence: str, slot_local: datetime) -> str:
         start = slot_local - timedelta(days=7)
         return f"week of {start:%b} {start.day}"
     return ""
+
+
+# A digest run shows the same new papers to many readers, and popular queries are shared by
+# many of them: one Highlighter per set of queries, and its marks of a paper, serve them all.
+# Both are pure functions of their (immutable) arguments; the caches only bound the memory.
+@lru_cache(maxsize=4096)
+def _highlighter(nodes: tuple[Node, ...]) -> Highlighter:
+    return Highlighter.of(list(nodes))
+
+
+@lru_cache(maxsize=16384)
+def _highlighted(highlighter: Highlighter, title: str, abstract: str, width: int) -> tuple[Segments, Segments]:
+    """The title's segments and the abstract's snippet."""
+    return tuple(highlighter.segments(title)), tuple(highlighter.snippet(abstract, width))
 
 
 def compose(
@@ -116,12 +132,12 @@ def compose(
     ordered = sorted(matched.values(), key=rank)
     shown = []
     for paper, subs in ordered[:max_papers]:
-        highlighter = Highlighter.of([s.node for s in subs])
+        title_segments, snippet = _highlighted(
+            _highlighter(tuple(s.node for s in subs)), paper.title, paper.abstract, snippet_width)
         shown.append(DigestPaper(
             id=paper.id, title=paper.title, url=paper_link(paper_url, paper.title),
             authors_count=paper.authors_count, upvotes=paper.upvotes, published=paper.published,
-            title_segments=tuple(highlighter.segments(paper.title)),
-            snippet=tuple(highlighter.snippet(paper.abstract, snippet_width)),
+            title_segments=title_segments, snippet=snippet,
             matched_by=tuple(s.label for s in sorted(subs, key=lambda s: s.id)),
         ))
     period = period_label(cadence, slot_local)

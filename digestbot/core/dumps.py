@@ -51,7 +51,10 @@ _HEADER_LINES = 40
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One paper as listed in a dump."""
+    """One paper as listed in a dump.
+
+    Title and abstract are one line each, with every run of whitespace made one space.
+    """
 
     title: str
     abstract: str
@@ -117,12 +120,20 @@ def _parse_date(line: str, reference: date) -> tuple[date, int | None] | None:
     return when, (int(m[4]) if m[4] else None)
 
 
-def _lines(data: bytes | str) -> list[str]:
-    """The lines of the text, as if decoded by decode() and split at "\n", "\r\n" and "\r"."""
+# The ASCII whitespace besides " " that a line can hold (it cannot hold "\n" or "\r").
+_ODD_SPACES = ("\t", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f")
+_ODD_SPACE_BYTES = tuple(c.encode() for c in _ODD_SPACES)
+
+
+def _lines(data: bytes | str) -> tuple[list[str], bool]:
+    """The lines of the text, as if decoded by decode() and split at "\n", "\r\n" and "\r";
+    and whether the text is free of _ODD_SPACES, so that " " is the only whitespace in an ASCII line.
+    """
     if isinstance(data, str):
         return _split_lines(data.removeprefix("\ufeff"))
-    plain_utf8 = not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and b"\x00" not in data
-    if plain_utf8 and data and not data.isspace():
+    # What decode() would read as UTF-8 is decoded here, line by line; the rest, and errors, go through decode().
+    utf8 = not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and b"\x00" not in data
+    if utf8 and data and not data.isspace():
         body = data.removeprefix(codecs.BOM_UTF8)
         if b"\r" in body:
             body = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
@@ -130,16 +141,18 @@ def _lines(data: bytes | str) -> list[str]:
             # Line by line gives the same text, since UTF-8 has no byte "\n" inside a character,
             # and is faster: an ASCII line decodes at memory speed, while one bullet anywhere
             # makes decoding the whole file at once take the slow, wide-string route.
-            return [line.decode() for line in body.split(b"\n")]
+            lines = [line.decode() for line in body.split(b"\n")]
         except UnicodeDecodeError:
             pass  # decode() raises, saying where in the file the bad byte is
+        else:
+            return lines, not any(c in body for c in _ODD_SPACE_BYTES)
     return _split_lines(decode(data))
 
 
-def _split_lines(text: str) -> list[str]:
+def _split_lines(text: str) -> tuple[list[str], bool]:
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return text.split("\n")
+    return text.split("\n"), not any(c in text for c in _ODD_SPACES)
 
 
 def _paragraphs(lines: list[str]):
@@ -171,7 +184,8 @@ def parse_dump(data: bytes | str, reference: date) -> Dump:
 
     Raises DumpError with a one-line reason when the input is not a dump at all.
     """
-    paragraphs = _paragraphs(_lines(data))
+    all_lines, plain = _lines(data)
+    paragraphs = _paragraphs(all_lines)
     warnings: list[str] = []
 
     snapshot: date | None = None
@@ -206,7 +220,7 @@ def parse_dump(data: bytes | str, reference: date) -> Dump:
         if title is None and entries and _is_metadata(lines[0]):
             entries[-1] = _with_metadata(entries[-1], lines, start, snapshot, warnings)
             continue
-        joined = _collapse(lines)
+        joined = _collapse(lines, plain)
         if title is None:
             title, title_line = joined, start
         else:
@@ -219,15 +233,18 @@ def parse_dump(data: bytes | str, reference: date) -> Dump:
     return Dump(snapshot_date=snapshot, entries=entries, warnings=warnings)
 
 
-def _collapse(lines: list[str]) -> str:
+def _collapse(lines: list[str], plain: bool) -> str:
     """The paragraph as one line with every run of whitespace made one space:
     ``" ".join(" ".join(lines).split())``, without splitting into words when nothing would change.
+
+    ``plain``: the text holds none of _ODD_SPACES.
     """
     joined = lines[0] if len(lines) == 1 else " ".join(lines)
     # The lines are stripped, so if the only whitespace left is single spaces the text is already
-    # collapsed. " " is the only whitespace character that isprintable() accepts; any other
-    # (tab, NBSP, ...) or any non-printable character at all takes the slow path.
-    if "  " not in joined and joined.isprintable():
+    # collapsed. Whether " " is the only whitespace: in an ASCII paragraph of a plain text, yes
+    # (isascii() is free); else isprintable() says, as " " is the only whitespace it accepts
+    # (other non-printable characters take the slow path too, which does no harm).
+    if "  " not in joined and ((plain and joined.isascii()) or joined.isprintable()):
         return joined
     return " ".join(joined.split())
 

@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from digestbot.core.query import Node, Phrase, Prefix, Run, Term, leaves
 from digestbot.core.text import fold, join_key, stem
 
 _WORD = re.compile(r"[^\W_]+(?:[-\u2010\u2011\u2013'\u2019][^\W_]+)*")
+
+_candidates_cache: dict[str, frozenset[str]] = {}
+_CANDIDATES_CACHE_LIMIT = 200_000
+
+
+def _candidates(word: str) -> frozenset[str]:
+    """The keys a word of a text can match: its hyphen parts stemmed, and the parts joined.
+
+    Cached by word: a digest shows the same abstracts to many readers, and prose repeats words.
+    """
+    cached = _candidates_cache.get(word)
+    if cached is None:
+        parts = fold(word).split("-")
+        cached = frozenset([*map(stem, parts), join_key(*parts)])
+        if len(_candidates_cache) >= _CANDIDATES_CACHE_LIMIT:
+            _candidates_cache.clear()
+        _candidates_cache[word] = cached
+    return cached
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,17 +54,17 @@ class Highlighter:
                     terms.update(join_key(a, b) for a, b in zip(leaf.raw, leaf.raw[1:]))
         return cls(frozenset(terms), tuple(prefixes))
 
-    def _hit(self, word: str) -> bool:
-        folded = fold(word)
-        parts = folded.split("-")
-        candidates = {stem(p) for p in parts} | {join_key(*parts)}
-        if candidates & self.terms:
-            return True
-        return any(c.startswith(p) for c in candidates for p in self.prefixes)
+    def _matched(self, text: str) -> Iterator[re.Match[str]]:
+        """The matched words of ``text``, in order."""
+        terms, prefixes = self.terms, self.prefixes
+        for m in _WORD.finditer(text):
+            candidates = _candidates(m.group())
+            if not terms.isdisjoint(candidates) or (prefixes and any(c.startswith(prefixes) for c in candidates)):
+                yield m
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """(start, end) character offsets of the matched words of ``text``."""
-        return [m.span() for m in _WORD.finditer(text) if self._hit(m.group())]
+        return [m.span() for m in self._matched(text)]
 
     def segments(self, text: str) -> list[tuple[str, bool]]:
         """``text`` cut into (piece, is_match) pieces, for templates to mark up safely."""
@@ -64,8 +83,8 @@ class Highlighter:
         """About ``width`` characters of ``text`` around its first matched word, cut at spaces."""
         if len(text) <= width:
             return self.segments(text)
-        spans = self.spans(text)
-        first = spans[0][0] if spans else 0
+        found = next(self._matched(text), None)  # only the first matched word counts here
+        first = found.start() if found else 0
         start = max(0, first - width // 3)
         if start > 0:
             space = text.find(" ", start)

@@ -9,7 +9,12 @@ candidates instead of papers × subscriptions:
 - ``Batch`` indexes the new papers: normalised term → bitset of the papers that contain it
   (Python ints are fast bitsets). Only the queries anchored on a term of the batch are
   evaluated, each once for the whole batch, with ``&``, ``|`` and ``& ~``. Phrases are
-  pre-filtered with bitsets and confirmed by position only in the papers that survive.
+  pre-filtered with bitsets and confirmed only in the papers that survive, most of them with
+  one substring search (see ``Batch._phrase_bits``).
+
+Papers come by the thousand and subscriptions by the hundred thousand, so the hot loops are
+written as C loops (``map``, set operations, ``itertools``) where Python loops would cost a
+few times more; the comments say what each one stands for.
 
 The meaning of a query is ``digestbot.core.query.evaluate``; the tests hold this engine to it.
 """
@@ -17,11 +22,13 @@ The meaning of a query is ``digestbot.core.query.evaluate``; the tests hold this
 from __future__ import annotations
 
 import bisect
-from collections import Counter
+from collections import Counter, defaultdict, deque
 from collections.abc import Hashable, Iterator, Sequence
+from itertools import accumulate, chain, count, product, repeat
+from operator import add, itemgetter
 
 from digestbot.core.query import And, FieldName, Node, Not, Or, Phrase, Prefix, Run, Term, run_holds
-from digestbot.core.text import Field, analyze, join_key, phrase_in, stem
+from digestbot.core.text import Field, analyze, join_key, pair_joins_for, stem
 
 FIELDS = ("title", "abstract")
 
@@ -153,29 +160,22 @@ class QueryIndex:
         """Distinct queries anchored on something the batch contains."""
         found: set[int] = set()
         by_term, by_prefix = self._by_term, self._by_prefix
-        for term in batch.terms():
-            hit = by_term.get(term)
-            if hit:
-                found |= hit
+        for term in by_term.keys() & batch.term_set():  # an intersection in C, not a loop
+            found |= by_term[term]
         if by_prefix:
-            lengths = sorted(self._prefix_lengths)
-            for word in batch.words():
-                for length in lengths:
-                    if length > len(word):
-                        break
-                    hit = by_prefix.get(word[:length])
-                    if hit:
-                        found |= hit
+            words = batch.word_set()
+            for length in self._prefix_lengths:
+                heads = {word[:length] for word in words if len(word) >= length}
+                for head in by_prefix.keys() & heads:
+                    found |= by_prefix[head]
         return found
 
     def match(self, batch: Batch) -> Iterator[tuple[Hashable, int]]:
         """(owner, paper position in the batch) for every match."""
-        for qid in self.candidates(batch):
-            hits = batch.positions(batch.bits(self._nodes[qid]))
-            if hits:
-                for owner in self._owners[qid]:
-                    for position in hits:
-                        yield owner, position
+        owners, nodes, bits, positions = self._owners, self._nodes, batch.bits, batch.positions
+        hits = ((qid, positions(bits(nodes[qid]))) for qid in self.candidates(batch))
+        # every owner × every paper, the pairs made and passed on in C
+        return chain.from_iterable(product(owners[qid], found) for qid, found in hits if found)
 
 
 class Batch:
@@ -185,30 +185,54 @@ class Batch:
         """``papers`` are (title, abstract); ``vocabulary`` the joined forms worth indexing."""
         self.size = len(papers)
         self.all = (1 << self.size) - 1
-        self._fields: list[tuple[Field, Field]] = []
-        self._postings: dict[str, dict[str, list[int]]] = {"title": {}, "abstract": {}}
+        joins = pair_joins_for(vocabulary)  # one dict look-up per pair of adjacent words
+        self._fields: list[tuple[Field, Field]] = [(analyze(title, joins), analyze(abstract, joins))
+                                                   for title, abstract in papers]
+        # Per field: word → papers, pair join → papers (apart: a prefix matches words only), and
+        # joined form (hyphen or pair join) → papers where it is a span (for phrases).
+        self._word_postings: dict[str, dict[str, list[int]]] = {}
+        self._join_postings: dict[str, dict[str, list[int]]] = {}
+        self._span_postings: dict[str, dict[str, list[int]]] = {}
         self._words: dict[str, list[str]] = {}
-        for position, (title, abstract) in enumerate(papers):
-            analysed = (analyze(title, vocabulary), analyze(abstract, vocabulary))
-            self._fields.append(analysed)
-            for name, fld in zip(FIELDS, analysed):
-                postings = self._postings[name]
-                for term in fld.terms:
-                    postings.setdefault(term, []).append(position)
-        for name in FIELDS:
+        for index, name in enumerate(FIELDS):
+            words: defaultdict[str, list[int]] = defaultdict(list)
+            joins_at: defaultdict[str, list[int]] = defaultdict(list)
+            spans_at: defaultdict[str, list[int]] = defaultdict(list)
+            for position, fields in enumerate(self._fields):
+                fld = fields[index]
+                # "for word in fld.words: words[word].append(position)" as a C loop (deque eats the Nones)
+                deque(map(list.append, map(words.__getitem__, fld.words), repeat(position)), 0)
+                if len(fld.terms) > len(fld.words):
+                    deque(map(list.append, map(joins_at.__getitem__, fld.terms - fld.words), repeat(position)), 0)
+                if fld.spans:  # a position may repeat: harmless in a bitset
+                    span_terms = map(itemgetter(0), chain.from_iterable(fld.spans.values()))
+                    deque(map(list.append, map(spans_at.__getitem__, span_terms), repeat(position)), 0)
+            self._word_postings[name], self._join_postings[name] = dict(words), dict(joins_at)
+            self._span_postings[name] = dict(spans_at)
             # Words (not pair joins) sorted, so that a prefix finds its words by bisection.
-            self._words[name] = sorted({w for fld in self._fields for w in fld[FIELDS.index(name)].words})
+            self._words[name] = sorted(words)
         self._bits: dict[tuple[str, str], int] = {}
+        self._word_bits: dict[tuple[str, str], int] = {}
+        self._joined_bits: dict[tuple[str, str], int] = {}
+        self._texts: list[list[str | None]] = [[None] * self.size for _ in FIELDS]
         self._memo: dict[Node, int] = {}
 
     def terms(self) -> Iterator[str]:
-        yield from self._postings["title"]
-        for term in self._postings["abstract"]:
-            if term not in self._postings["title"]:
-                yield term
+        yield from self.term_set()
 
     def words(self) -> Iterator[str]:
-        yield from set(self._words["title"]).union(self._words["abstract"])
+        yield from self.word_set()
+
+    def term_set(self) -> set[str]:
+        """Every term (word or pair join) of any field of any paper."""
+        found = set(self._word_postings["title"])
+        for postings in (self._join_postings["title"], self._word_postings["abstract"],
+                         self._join_postings["abstract"]):
+            found.update(postings)
+        return found
+
+    def word_set(self) -> set[str]:
+        return set(self._words["title"]).union(self._words["abstract"])
 
     def _field_names(self, field: FieldName) -> tuple[str, ...]:
         return FIELDS if field == "any" else (field,)
@@ -219,9 +243,29 @@ class Batch:
             key = (name, term)
             bits = self._bits.get(key)
             if bits is None:
-                bits = self._bits[key] = _to_bits(self._postings[name].get(term, ()), self.size)
+                bits = self._written_bits(name, term)
+                joined = self._join_postings[name].get(term)
+                if joined:  # else share the written bits' int rather than store a copy
+                    bits |= _to_bits(joined, self.size)
+                self._bits[key] = bits
             result |= bits
         return result
+
+    def _written_bits(self, name: str, word: str) -> int:
+        """The papers where ``word`` is written (as a word, a hyphen part or a hyphen join)."""
+        key = (name, word)
+        bits = self._word_bits.get(key)
+        if bits is None:
+            bits = self._word_bits[key] = _to_bits(self._word_postings[name].get(word, ()), self.size)
+        return bits
+
+    def _span_bits(self, name: str, term: str) -> int:
+        """The papers where ``term`` is a joined form spanning words (hyphen or pair join)."""
+        key = (name, term)
+        bits = self._joined_bits.get(key)
+        if bits is None:
+            bits = self._joined_bits[key] = _to_bits(self._span_postings[name].get(term, ()), self.size)
+        return bits
 
     def prefix_bits(self, prefix: str, field: FieldName = "any") -> int:
         result = 0
@@ -229,7 +273,7 @@ class Batch:
             words = self._words[name]
             i = bisect.bisect_left(words, prefix)
             while i < len(words) and words[i].startswith(prefix):
-                result |= self.term_bits(words[i], name)  # type: ignore[arg-type]
+                result |= self._written_bits(name, words[i])
                 i += 1
         return result
 
@@ -272,9 +316,15 @@ class Batch:
         return current
 
     def _phrase_bits(self, node: Phrase) -> int:
-        field, raw = node.field, node.raw
+        """``phrase_in`` for every paper, with bitsets sparing most papers the word-by-word search.
+
+        In a paper where no word of the phrase is a joined form (a span) and none of the phrase's
+        own joins is a term, the phrase can only be written word by word: then it is there if and
+        only if its words are consecutive tokens, which one substring search answers.
+        """
+        raw, phrase, size = node.raw, _PhraseSearch(node.raw), self.size
         result = 0
-        for name in self._field_names(field):
+        for name in self._field_names(node.field):
             candidates = self.all
             for i in range(len(raw)):
                 alternatives = 0
@@ -283,23 +333,90 @@ class Batch:
                 candidates &= alternatives
                 if not candidates:
                     break
+            if not candidates:
+                continue
+            joined = 0
+            for pair in phrase.pair_set:
+                joined |= self.term_bits(pair, name)  # type: ignore[arg-type]
+            if len(raw) == 2:
+                # A field holding the two words' join (as a word, a hyphen join or a pair join)
+                # holds the phrase: no need to look at those papers one by one.
+                result |= candidates & joined
+            for word in phrase.word_set:
+                joined |= self._span_bits(name, word)
             index = FIELDS.index(name)
-            for position in self.positions(candidates & ~result):
-                if phrase_in(raw, self._fields[position][index]):
-                    result |= 1 << position
+            fields, texts, spaced = self._fields, self._texts[index], phrase.spaced
+            found = []
+            for position in self.positions(candidates & ~joined & ~result):
+                text = texts[position]
+                if text is None:
+                    text = texts[position] = f" {' '.join(fields[position][index].tokens)} "
+                if spaced in text:
+                    found.append(position)
+            for position in self.positions(candidates & joined & ~result):
+                if phrase.found_in(fields[position][index]):
+                    found.append(position)
+            result |= _to_bits(found, size)
         return result
 
     @staticmethod
     def positions(bits: int) -> list[int]:
         """The set bits of ``bits``, lowest first."""
-        found = []
-        data = bits.to_bytes((bits.bit_length() + 7) // 8, "little")
-        for byte_index, byte in enumerate(data):
-            while byte:
-                low = byte & -byte
-                found.append(byte_index * 8 + low.bit_length() - 1)
-                byte ^= low
-        return found
+        if not bits:
+            return []
+        # bin() lowest bit first, cut at each 1: the k-th piece is the run of zeros before the
+        # k-th set bit, so that bit is at (sum of the first k+1 piece lengths) + k. All in C.
+        gaps = bin(bits)[:1:-1].split("1")
+        return list(map(add, accumulate(map(len, gaps[:-1])), count()))
+
+
+class _PhraseSearch:
+    """``phrase_in`` for one phrase, against fields one at a time."""
+
+    def __init__(self, raw: tuple[str, ...]) -> None:
+        self.n = len(raw)
+        self.words = [stem(w) for w in raw]
+        self.pairs = [join_key(raw[i], raw[i + 1]) for i in range(self.n - 1)]  # the phrase's own joins
+        self.heads = tuple(dict.fromkeys((self.words[0], *self.pairs[:1])))  # what may start a match
+        self.spaced = f" {' '.join(self.words)} "  # the words as consecutive tokens between spaces
+        self.word_set, self.pair_set = set(self.words), set(self.pairs)
+
+    def found_in(self, doc: Field) -> bool:
+        """The search of ``phrase_in``, started only where the phrase's first word (or its join
+        with the second) starts instead of at every position."""
+        tokens, spans, words, pairs, n = doc.tokens, doc.spans, self.words, self.pairs, self.n
+
+        def extend(i: int, p: int) -> bool:  # as in phrase_in
+            if i == n:
+                return True
+            if p >= len(tokens):
+                return False
+            if tokens[p] == words[i] and extend(i + 1, p + 1):
+                return True
+            if i + 1 < n and tokens[p] == pairs[i] and extend(i + 2, p + 1):
+                return True
+            for term, length in spans.get(p, ()):
+                if term == words[i] and extend(i + 1, p + length):
+                    return True
+                if i + 1 < n and term == pairs[i] and extend(i + 2, p + length):
+                    return True
+            return False
+
+        for head in self.heads:
+            if head not in doc.terms:
+                continue
+            for p in [p for p, found in spans.items() for term, _ in found if term == head]:
+                if extend(0, p):
+                    return True
+            p = -1
+            while True:  # list.index finds the next token equal to head at C speed
+                try:
+                    p = tokens.index(head, p + 1)
+                except ValueError:
+                    break
+                if extend(0, p):
+                    return True
+        return False
 
 
 def _to_bits(positions, size: int) -> int:

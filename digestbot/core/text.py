@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from bisect import bisect_right
+from itertools import compress, count
+from operator import add
 
 # A word: letters/digits, possibly joined by hyphens or apostrophes (already mapped to '-').
 _WORD = re.compile(r"[^\W_]+(?:-[^\W_]+)*")
+_ASCII_SPACES = str.maketrans({chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "-")})
 _DASHES = str.maketrans({c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u00ad'\u2019"})
 
 _stem_cache: dict[str, str] = {}
@@ -60,7 +63,15 @@ def fold(text: str) -> str:
 
 def raw_words(text: str) -> list[str]:
     """The folded words of ``text``, hyphenated ones kept whole (``auto-regressive``)."""
-    return _WORD.findall(fold(text))
+    folded = fold(text)
+    if folded.isascii():
+        # The same words, faster: every ASCII character but letters, digits and '-' to a space,
+        # then split. It differs from the pattern only where a '-' is not between two letters
+        # or digits, which the substring tests catch.
+        spaced = folded.translate(_ASCII_SPACES)
+        if not ("--" in spaced or " -" in spaced or "- " in spaced or spaced[:1] == "-" or spaced[-1:] == "-"):
+            return spaced.split()
+    return _WORD.findall(folded)
 
 
 def normalize_word(word: str) -> list[str]:
@@ -108,49 +119,56 @@ def pair_joins_for(vocabulary: set[str] | frozenset[str]) -> dict[str, str]:
 def analyze(text: str, pair_vocabulary: set[str] | frozenset[str] | dict[str, str] | None = None) -> Field:
     """Tokenise ``text``. With ``pair_vocabulary``, only pair joins in it are kept (a batch
     indexes only the joins some query can ask for; every pair join otherwise). A dict made by
-    ``pair_joins_for`` is the fast way to give the same vocabulary for many texts."""
+    ``pair_joins_for`` is the fast way to give the same vocabulary for many texts.
+
+    Papers are analysed by the thousand, so the work is done list-at-a-time with ``map`` and
+    set operations (C loops) rather than word by word.
+    """
+    words = raw_words(text)
+    if not words:
+        return Field()
+    hyphenated = [k for k, word in enumerate(words) if "-" in word] if "-" in "".join(words) else []
+    if hyphenated:
+        # Each word's first and last part (pair joins are formed from them), and how many extra
+        # positions the hyphenated words before each one add: extra[i] for hyphenated[i:].
+        firsts, lasts, extra = words.copy(), words.copy(), [0]
+        for k in hyphenated:
+            word = words[k]
+            firsts[k], lasts[k] = word[:word.index("-")], word[word.rindex("-") + 1:]
+            extra.append(extra[-1] + word.count("-"))
+        parts = "-".join(words).split("-")
+    else:
+        firsts = lasts = parts = words
+    tokens = list(map(_stem_cache.get, parts))  # the hot path looks stems up in stem()'s cache
+    if not all(tokens):  # some stems not cached yet (a stem is never empty)
+        tokens = [token or stem(part) for token, part in zip(tokens, parts)]
+
+    pairs = list(map(add, lasts, firsts[1:]))  # pairs[k]: the end of word k run into word k + 1
     if pair_vocabulary is None:
-        return _analyze(text, stem)
-    if isinstance(pair_vocabulary, dict):
-        return _analyze(text, pair_vocabulary.get)
-    return _analyze(text, lambda raw: joined if (joined := stem(raw)) in pair_vocabulary else None)
+        kept = list(enumerate(map(stem, pairs)))
+    elif isinstance(pair_vocabulary, dict):
+        found = pair_vocabulary.keys() & pairs
+        # the k of the pairs found, picked out by compress (a C loop) rather than a Python one
+        kept = [(k, pair_vocabulary[pairs[k]]) for k in compress(count(), map(found.__contains__, pairs))]
+    else:
+        kept = [(k, joined) for k, joined in enumerate(map(stem, pairs)) if joined in pair_vocabulary]
 
-
-def _analyze(text: str, pair_join: Callable[[str], str | None]) -> Field:
-    """The tokeniser; ``pair_join(raw)`` is the stemmed join of two adjacent raw words run
-    together as ``raw``, or None when that join is not to be kept."""
-    tokens: list[str] = []
+    # A position starts at most one span: a hyphen join at a word's first part, a pair join at
+    # its last part, and these are one part only when the word has no hyphen.
     spans: dict[int, list[tuple[str, int]]] = {}
-    hyphen_joins: list[str] = []
-    pair_joins: list[str] = []
-    known = _stem_cache.get  # the hot loop looks stems up directly; stem() fills the cache
-    last_raw: str | None = None  # the raw last part of the previous word, for pair joins
-    for word in raw_words(text):
-        if "-" in word:
-            start = len(tokens)
-            parts = word.split("-")
-            joined = join_key(*parts)
-            spans.setdefault(start, []).append((joined, len(parts)))
-            hyphen_joins.append(joined)
-            if last_raw is not None:
-                pair = pair_join(last_raw + parts[0])
-                if pair is not None:
-                    spans.setdefault(start - 1, []).append((pair, 2))
-                    pair_joins.append(pair)
-            for part in parts:
-                tokens.append(known(part) or stem(part))
-            last_raw = parts[-1]
-        else:  # the common case, kept short
-            if last_raw is not None:
-                pair = pair_join(last_raw + word)
-                if pair is not None:
-                    spans.setdefault(len(tokens) - 1, []).append((pair, 2))
-                    pair_joins.append(pair)
-            tokens.append(known(word) or stem(word))
-            last_raw = word
-    words = set(tokens)
-    words.update(hyphen_joins)
-    return Field(tokens, spans, words, words.union(pair_joins))
+    word_set = set(tokens)
+    if hyphenated:
+        for i, k in enumerate(hyphenated):
+            word_parts = words[k].split("-")
+            joined = join_key(*word_parts)
+            spans[k + extra[i]] = [(joined, len(word_parts))]
+            word_set.add(joined)
+        for k, joined in kept:  # word k ends at the position before word k + 1 starts
+            spans[k + extra[bisect_right(hyphenated, k)]] = [(joined, 2)]
+    else:
+        for k, joined in kept:
+            spans[k] = [(joined, 2)]
+    return Field(tokens, spans, word_set, word_set.union(joined for _, joined in kept))
 
 
 def phrase_in(raw: tuple[str, ...], doc: Field) -> bool:

@@ -10,9 +10,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, exists, select
+from sqlalchemy import Engine, and_, exists, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,6 +25,10 @@ from digestbot.core.tokens import LinkSigner
 from digestbot.render import Links, Renderer, Sender
 from digestbot.settings import Settings
 from digestbot.store.models import DigestItem, Match, OutboxMessage, Paper, Recipient, Secret, Subscription
+
+
+# Queries are parsed for every digest of a run, and popular ones are shared by many readers.
+_parsed_query = lru_cache(maxsize=4096)(parse_query)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +73,12 @@ class DigestBuilder:
     # ---- what is due ----
 
     def due_groups(self, session: Session, now: datetime, cadence: str | None = None,
-                   recipient: str | None = None, *, force: bool = False) -> dict[tuple[int, str], list[tuple[Subscription, datetime]]]:
+                   recipient: str | None = None, *, force: bool = False, recipient_id: int | None = None,
+                   ) -> dict[tuple[int, str], list[tuple[Subscription, datetime]]]:
         """(recipient id, cadence) → [(subscription, slot)] for subscriptions whose window has passed.
 
-        ``force`` treats every subscription as due (for previews).
+        ``force`` treats every subscription as due (for previews); ``recipient_id`` reads only
+        that recipient's subscriptions.
         """
         statement = (select(Subscription).join(Subscription.recipient)
                      .where(Subscription.active.is_(True), Recipient.suspended_at.is_(None)))
@@ -79,6 +86,8 @@ class DigestBuilder:
             statement = statement.where(Subscription.cadence == cadence)
         if recipient is not None:
             statement = statement.where(Recipient.address == parse_recipient(recipient).address)
+        if recipient_id is not None:
+            statement = statement.where(Subscription.recipient_id == recipient_id)
         groups: dict[tuple[int, str], list[tuple[Subscription, datetime]]] = defaultdict(list)
         for sub in session.scalars(statement.order_by(Subscription.id)):
             if sub.cadence == "instant":
@@ -94,22 +103,22 @@ class DigestBuilder:
     def pending(self, session: Session, recipient_id: int, cadence: str, subs: list[Subscription]
                 ) -> dict[int, tuple[PaperRef, list[SubscriptionRef]]]:
         """Papers matched by these subscriptions and not yet in any digest of this cadence."""
-        refs = {s.id: SubscriptionRef(s.id, s.name or s.query, parse_query(s.query)) for s in subs}
+        refs = {s.id: SubscriptionRef(s.id, s.name or s.query, _parsed_query(s.query)) for s in subs}
         already = exists().where(and_(
             DigestItem.recipient_id == recipient_id, DigestItem.cadence == cadence,
             DigestItem.paper_id == Match.paper_id,
         ))
         rows = session.execute(
-            select(Match.subscription_id, Paper)
+            select(Match.subscription_id, Paper.id, Paper.title, Paper.abstract, Paper.authors_count,
+                   Paper.upvotes, Paper.published, Paper.first_seen)
             .join(Paper, Paper.id == Match.paper_id)
             .where(Match.subscription_id.in_(list(refs)), ~already)
         ).all()
         found: dict[int, tuple[PaperRef, list[SubscriptionRef]]] = {}
-        for sub_id, paper in rows:
-            if paper.id not in found:
-                found[paper.id] = (PaperRef(paper.id, paper.title, paper.abstract, paper.authors_count,
-                                            paper.upvotes, paper.published, paper.first_seen), [])
-            found[paper.id][1].append(refs[sub_id])
+        for sub_id, *paper in rows:
+            if paper[0] not in found:
+                found[paper[0]] = (PaperRef(*paper), [])
+            found[paper[0]][1].append(refs[sub_id])
         return found
 
     # ---- rendering ----
@@ -159,8 +168,10 @@ class DigestBuilder:
     def _build_one(self, recipient_id: int, cadence: str, now: datetime, cadence_filter: str | None,
                    recipient_filter: str | None, dry_run: bool) -> BuiltDigest | None:
         with Session(self.engine) as session, session.begin():
-            # Re-read inside the transaction: the window may have been taken meanwhile.
-            group = self.due_groups(session, now, cadence, recipient_filter).get((recipient_id, cadence))
+            # Re-read inside the transaction: the window may have been taken meanwhile. Only this
+            # recipient's subscriptions: reading everyone's for every digest made a run quadratic.
+            group = self.due_groups(session, now, cadence, recipient_filter,
+                                    recipient_id=recipient_id).get((recipient_id, cadence))
             if not group:
                 return None
             subs = [s for s, _ in group]
@@ -178,20 +189,20 @@ class DigestBuilder:
             result = BuiltDigest(recipient.address, cadence, digest.subject, digest.total, len(payloads), digest_key)
             if dry_run:  # nothing was changed: the commit on leaving is empty
                 return result
-            session.add_all(
-                DigestItem(recipient_id=recipient_id, cadence=cadence, paper_id=paper_id, digest_key=digest_key,
-                           created_at=now)
+            # Bulk INSERTs (one statement each), not ORM objects: the unit of work was a good part
+            # of a digest's build time. An IntegrityError now comes from here instead of the commit.
+            session.execute(insert(DigestItem), [
+                {"recipient_id": recipient_id, "cadence": cadence, "paper_id": paper_id, "digest_key": digest_key,
+                 "created_at": now}
                 for paper_id in matched
-            )
-            session.add_all(
-                OutboxMessage(
-                    recipient_id=recipient_id, channel=recipient.kind, cadence=cadence, digest_key=digest_key,
-                    part=part, subject=digest.subject, payload=json.dumps(payload, ensure_ascii=False),
-                    # Sendable at once, even when built for a --now in the future.
-                    status="pending", attempts=0, next_attempt_at=min(now, self.clock()), created_at=now,
-                )
+            ])
+            session.execute(insert(OutboxMessage), [
+                {"recipient_id": recipient_id, "channel": recipient.kind, "cadence": cadence, "digest_key": digest_key,
+                 "part": part, "subject": digest.subject, "payload": json.dumps(payload, ensure_ascii=False),
+                 # Sendable at once, even when built for a --now in the future.
+                 "status": "pending", "attempts": 0, "next_attempt_at": min(now, self.clock()), "created_at": now}
                 for part, payload in enumerate(payloads, start=1)
-            )
+            ])
             return result
 
     def preview(self, recipient: str, now: datetime, cadence: str | None = None) -> tuple[Recipient, Digest, list[dict]] | None:

@@ -13,10 +13,10 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from digestbot.core.dumps import Dump, Entry, parse_dump
-from digestbot.core.identity import abstract_fingerprint, title_key
+from digestbot.core.identity import collapsed_abstract_fingerprint, title_key
 from digestbot.errors import DumpError
 from digestbot.services.matching import NewPaper, SubscriptionMatcher, matcher_for
-from digestbot.store.models import DumpFile, Paper
+from digestbot.store.models import DumpFile, Paper, PaperSighting
 
 CHUNK = 500  # bound on IN (...) lists: well under SQLite's and PostgreSQL's parameter limits
 
@@ -183,7 +183,8 @@ def _distinct(entries: list[Entry]) -> list[_Candidate]:
     by_fp: dict[str, _Candidate] = {}
     out: list[_Candidate] = []
     for entry in entries:
-        key, fp = title_key(entry.title), abstract_fingerprint(entry.abstract)
+        # parse_dump() has collapsed the abstract's whitespace already: no need to check it again.
+        key, fp = title_key(entry.title), collapsed_abstract_fingerprint(entry.abstract)
         seen = by_key.get(key) or by_fp.get(fp)
         if seen is None:
             seen = _Candidate(entry, key, fp)
@@ -214,7 +215,8 @@ _KNOWN_BY_KEY = select(*_KNOWN_COLUMNS).where(Paper.title_key.in_(bindparam("key
 _KNOWN_BY_FP = select(*_KNOWN_COLUMNS).where(Paper.abstract_fp.in_(bindparam("fps", expanding=True)))
 _IDS_BY_KEY = select(Paper.title_key, Paper.id).where(Paper.title_key.in_(bindparam("keys", expanding=True)))
 _PAPERS = Paper.__table__  # Core statements on the table: no ORM bookkeeping, the same SQL
-_TOUCH = (update(_PAPERS).where(_PAPERS.c.id.in_(bindparam("ids", expanding=True)))
+_SIGHTINGS = PaperSighting.__table__
+_TOUCH = (update(_SIGHTINGS).where(_SIGHTINGS.c.paper_id.in_(bindparam("ids", expanding=True)))
           .values(last_seen=bindparam("now")))
 
 
@@ -258,21 +260,24 @@ def _store_dump(
             fresh.append({
                 "title": e.title, "title_key": c.key, "abstract": e.abstract, "abstract_fp": c.fingerprint,
                 "authors_count": e.authors_count, "upvotes": e.upvotes, "published": e.published,
-                "first_seen": now, "last_seen": now, "first_dump_id": record.id,
+                "first_seen": now, "first_dump_id": record.id,
             })
             continue
         if _unchanged(row, e, c.fingerprint):
             unchanged_ids.append(row.id)
         else:
             merged = _merged_row(row, e, c.fingerprint)
-            changed.append({"id": row.id, **merged, "title_key": c.key, "last_seen": now, "updated_at": now,
+            changed.append({"id": row.id, **merged, "title_key": c.key, "updated_at": now,
                             **({"abstract": e.abstract} if c.fingerprint != row.abstract_fp else {})})
 
     new_ids = _insert_papers(session, fresh) if fresh else []
+    if new_ids:
+        session.execute(insert(_SIGHTINGS), [{"paper_id": pid, "last_seen": now} for pid in new_ids])
     # Rows with and without an abstract change have different keys: send each shape as one batch.
     for batch in _by_shape(changed):
         session.execute(update(Paper), batch)
-    for chunk in _chunks(unchanged_ids):
+    seen_again = unchanged_ids + [row["id"] for row in changed]
+    for chunk in _chunks(seen_again):
         session.execute(_TOUCH, {"ids": chunk, "now": now})
 
     matched = 0
@@ -295,9 +300,10 @@ def _by_shape(rows: list[dict]) -> list[list[dict]]:
 def _insert_papers(session: Session, rows: list[dict]) -> list[int]:
     """Insert the rows (one executemany) and return their new ids, in the order of the rows.
 
-    The ids are looked up by title key, which is unique, rather than taken from INSERT ... RETURNING:
-    with sort_by_parameter_order, SQLAlchemy inserts into SQLite in small batches and splices each
-    batch's returned rows onto all the earlier ones, which is quadratic (80 s for 50,000 papers).
+    The ids are looked up by title key, which is unique. Not ORM INSERT ... RETURNING in parameter
+    order: that groups consecutive rows by which of their values are None, runs one statement per
+    row on SQLite, and splices each group's ids onto all the earlier ones - quadratic: 80 s for
+    50,000 papers that mix rows with and without metadata.
     """
     session.execute(insert(_PAPERS), rows)
     keys = [row["title_key"] for row in rows]

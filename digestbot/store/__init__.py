@@ -2,11 +2,12 @@
 
 from digestbot.store.db import connect, ensure_current, migrate, schema_revision
 from digestbot.store.models import (
-    AdminAlert, Base, Counter, DigestItem, DumpFile, Match, OutboxMessage, Paper, Recipient, Secret, Subscription,
+    AdminAlert, Base, Counter, DigestItem, DumpFile, Match, OutboxMessage, Paper, PaperSighting, Recipient, Secret, Subscription,
     JobRun, Lease,
 )
 
 __all__ = [
+    "PaperSighting",
     "AdminAlert", "JobRun", "Lease",
     "Base", "Counter", "DigestItem", "DumpFile", "Match", "OutboxMessage", "Paper", "Recipient", "Secret",
     "Subscription", "connect", "ensure_current", "migrate", "schema_revision"]
