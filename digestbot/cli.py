@@ -446,8 +446,10 @@ def preview(app: App, recipient: str, fmt: str | None, cadence: str | None, now_
 def _log_to_stderr(debug: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z")
-    for noisy in ("alembic", "apscheduler", "slack_sdk", "urllib3"):
+    for noisy in ("alembic", "slack_sdk", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # "skipped: maximum number of running instances reached" is max_instances=1 doing its job.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
 
 @cli.command()

@@ -15,7 +15,7 @@ from typing import Any
 
 from dotenv import dotenv_values
 
-from digestbot.errors import ConfigError
+from digestbot.errors import ConfigError, DigestbotError
 
 
 def option(default: Any, env: str, doc: str, *, secret: bool = False) -> Any:
@@ -97,6 +97,13 @@ class Settings:
                 raise ConfigError(f"{f.metadata['env']} must be a finite number, not {value}")
         if self.settle_seconds < 0:
             raise ConfigError("DIGESTBOT_SETTLE_SECONDS must not be negative")
+        if self.admin:
+            from digestbot.core.recipients import parse_recipient  # settings load before the core
+
+            try:
+                parse_recipient(self.admin)
+            except DigestbotError as exc:
+                raise ConfigError(f"DIGESTBOT_ADMIN: {exc}") from None
         if self.poll_seconds <= 0 or self.stale_hours <= 0:
             raise ConfigError("DIGESTBOT_POLL_SECONDS and DIGESTBOT_STALE_HOURS must be positive")
         if self.digest_max_papers < 1:

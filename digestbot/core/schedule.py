@@ -45,6 +45,29 @@ def parse_schedule(cadence: str = "daily", at: str = "08:00", day: str = "mon", 
     return Schedule(cadence, f"{int(match[1]):02d}:{match[2]}", day, tz)
 
 
+def _slots_from(schedule: Schedule, day, step: timedelta, direction: int):
+    """Scheduled instants (UTC) on ``day`` and every ``step`` after (or before) it."""
+    zone = ZoneInfo(schedule.tz)
+    hour, minute = map(int, schedule.at.split(":"))
+    while True:
+        yield datetime.combine(day, time(hour, minute), tzinfo=zone).astimezone(UTC)
+        day += direction * step
+
+
+def _anchor(schedule: Schedule, now: datetime):
+    """The subscriber's local date of ``now``, moved back to the schedule's weekday if weekly."""
+    day = now.astimezone(ZoneInfo(schedule.tz)).date()
+    if schedule.cadence == "weekly":
+        day -= timedelta(days=(day.weekday() - WEEKDAYS.index(schedule.day)) % 7)
+    return day, timedelta(days=7 if schedule.cadence == "weekly" else 1)
+
+
+def next_slot(schedule: Schedule, now: datetime) -> datetime:
+    """The first scheduled time strictly after ``now`` (UTC)."""
+    day, step = _anchor(schedule, now)
+    return next(slot for slot in _slots_from(schedule, day, step, +1) if slot > now)
+
+
 def latest_slot(schedule: Schedule, now: datetime) -> datetime:
     """The most recent time at or before ``now`` when this schedule's digest was due (UTC).
 
@@ -52,15 +75,5 @@ def latest_slot(schedule: Schedule, now: datetime) -> datetime:
     stays 08:00 across daylight-saving changes. A time skipped by a spring-forward gap
     resolves as zoneinfo resolves it (to the instant an hour later on the wall clock).
     """
-    zone = ZoneInfo(schedule.tz)
-    local_now = now.astimezone(zone)
-    hour, minute = map(int, schedule.at.split(":"))
-    day = local_now.date()
-    if schedule.cadence == "weekly":
-        day -= timedelta(days=(day.weekday() - WEEKDAYS.index(schedule.day)) % 7)
-    step = timedelta(days=7 if schedule.cadence == "weekly" else 1)
-    while True:
-        slot = datetime.combine(day, time(hour, minute), tzinfo=zone).astimezone(UTC)
-        if slot <= now:
-            return slot
-        day -= step
+    day, step = _anchor(schedule, now)
+    return next(slot for slot in _slots_from(schedule, day, step, -1) if slot <= now)

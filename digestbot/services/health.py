@@ -15,19 +15,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from digestbot.core.recipients import parse_recipient
-from digestbot.core.schedule import Schedule, latest_slot
+from digestbot.core.schedule import Schedule, next_slot
 from digestbot.render import Sender, admin_alert_payload
 from digestbot.settings import Settings
 from digestbot.store.models import AdminAlert, DumpFile, OutboxMessage, Recipient, Subscription
-
-
-def next_slot(schedule: Schedule, now: datetime) -> datetime:
-    """The first scheduled time after ``now``."""
-    step = timedelta(days=7 if schedule.cadence == "weekly" else 1)
-    candidate = latest_slot(schedule, now + step)
-    if candidate <= now:  # a 25-hour day: look a little further
-        candidate = latest_slot(schedule, now + step + timedelta(hours=2))
-    return candidate
 
 
 def next_digests(session: Session, now: datetime, limit: int = 10) -> list[dict]:
