@@ -126,8 +126,9 @@ def sample_engine(samples: list[Paper]) -> dict[int, set[int]]:
     index = QueryIndex()
     for owner, query in enumerate(SAMPLE_QUERIES):
         index.add(owner, parse_query(query))
-    # transformer == Transformers, and diffusion -survey == diffusion NOT survey
-    assert index.distinct_queries == len(SAMPLE_QUERIES) - 2
+    # transformer == Transformers, diffusion -survey == diffusion NOT survey,
+    # and diffusion AND transformer == diffusion transformer
+    assert index.distinct_queries == len(SAMPLE_QUERIES) - 3
     found: dict[int, set[int]] = {owner: set() for owner in range(len(SAMPLE_QUERIES))}
     for owner, position in index.match(Batch(samples, index.vocabulary)):
         found[owner].add(position)
