@@ -22,8 +22,10 @@ The meaning of a query is ``digestbot.core.query.evaluate``; the tests hold this
 from __future__ import annotations
 
 import bisect
+import gc
 from collections import Counter, defaultdict, deque
 from collections.abc import Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from itertools import accumulate, chain, count, product, repeat
 from operator import add, itemgetter
 
@@ -173,9 +175,10 @@ class QueryIndex:
     def match(self, batch: Batch) -> Iterator[tuple[Hashable, int]]:
         """(owner, paper position in the batch) for every match."""
         owners, nodes, bits, positions = self._owners, self._nodes, batch.bits, batch.positions
-        hits = ((qid, positions(bits(nodes[qid]))) for qid in self.candidates(batch))
+        with _gc_paused():  # every query evaluated now; the pairs are made as they are taken
+            found = [(qid, matched) for qid in self.candidates(batch) if (matched := bits(nodes[qid]))]
         # every owner × every paper, the pairs made and passed on in C
-        return chain.from_iterable(product(owners[qid], found) for qid, found in hits if found)
+        return chain.from_iterable(product(owners[qid], positions(matched)) for qid, matched in found)
 
 
 class Batch:
@@ -185,11 +188,21 @@ class Batch:
         """``papers`` are (title, abstract); ``vocabulary`` the joined forms worth indexing."""
         self.size = len(papers)
         self.all = (1 << self.size) - 1
-        joins = pair_joins_for(vocabulary)  # one dict look-up per pair of adjacent words
+        with _gc_paused():
+            self._index(papers, pair_joins_for(vocabulary))  # one dict look-up per pair of adjacent words
+        self._bits: dict[tuple[str, str], int] = {}
+        self._word_bits: dict[tuple[str, str], int] = {}
+        self._joined_bits: dict[tuple[str, str], int] = {}
+        self._texts: list[list[str | None]] = [[None] * self.size for _ in FIELDS]
+        self._memo: dict[Node, int] = {}
+
+    def _index(self, papers: Sequence[tuple[str, str]], joins: dict[str, str]) -> None:
+        """Analyse the papers and build the postings."""
         self._fields: list[tuple[Field, Field]] = [(analyze(title, joins), analyze(abstract, joins))
                                                    for title, abstract in papers]
-        # Per field: word → papers, pair join → papers (apart: a prefix matches words only), and
-        # joined form (hyphen or pair join) → papers where it is a span (for phrases).
+        # Per field: word → papers and pair join → papers, kept apart because a prefix matches
+        # written words only (timeser* must not find "time series" through the join "timesery"),
+        # and joined form (hyphen or pair join) → papers where it spans words (for phrases).
         self._word_postings: dict[str, dict[str, list[int]]] = {}
         self._join_postings: dict[str, dict[str, list[int]]] = {}
         self._span_postings: dict[str, dict[str, list[int]]] = {}
@@ -211,11 +224,6 @@ class Batch:
             self._span_postings[name] = dict(spans_at)
             # Words (not pair joins) sorted, so that a prefix finds its words by bisection.
             self._words[name] = sorted(words)
-        self._bits: dict[tuple[str, str], int] = {}
-        self._word_bits: dict[tuple[str, str], int] = {}
-        self._joined_bits: dict[tuple[str, str], int] = {}
-        self._texts: list[list[str | None]] = [[None] * self.size for _ in FIELDS]
-        self._memo: dict[Node, int] = {}
 
     def terms(self) -> Iterator[str]:
         yield from self.term_set()
@@ -417,6 +425,20 @@ class _PhraseSearch:
                 if extend(0, p):
                     return True
         return False
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building large acyclic structures: it would
+    otherwise run every few hundred allocations and walk the growing structure again each time
+    (a third of the Batch's construction time). Reference counting still frees everything."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _to_bits(positions, size: int) -> int:

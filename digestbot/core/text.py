@@ -129,8 +129,8 @@ def analyze(text: str, pair_vocabulary: set[str] | frozenset[str] | dict[str, st
         return Field()
     hyphenated = [k for k, word in enumerate(words) if "-" in word] if "-" in "".join(words) else []
     if hyphenated:
-        # Each word's first and last part (pair joins are formed from them), and how many extra
-        # positions the hyphenated words before each one add: extra[i] for hyphenated[i:].
+        # Each word's first and last part (pair joins are formed from them), and extra[i]: the
+        # positions the first i hyphenated words take beyond one each (word k starts at k + that).
         firsts, lasts, extra = words.copy(), words.copy(), [0]
         for k in hyphenated:
             word = words[k]
