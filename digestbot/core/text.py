@@ -75,7 +75,7 @@ def raw_words(text: str) -> list[str]:
 
 
 def normalize_word(word: str) -> list[str]:
-    """A single query word to its stemmed parts: ``GPT-4s`` → ``['gpt', '4']``."""
+    """A single query word to its stemmed parts: ``Auto-Regressive`` → ``['auto', 'regressive']``."""
     return [stem(part) for w in raw_words(word) for part in w.split("-")]
 
 
@@ -156,19 +156,42 @@ def analyze(text: str, pair_vocabulary: set[str] | frozenset[str] | dict[str, st
     # A position starts at most one span: a hyphen join at a word's first part, a pair join at
     # its last part, and these are one part only when the word has no hyphen.
     spans: dict[int, list[tuple[str, int]]] = {}
-    word_set = set(tokens)
+    # Written forms too, so that a prefix finds what was written (studi* finds "studies").
+    # An unstemmed word that its stem changed ends in "s" and is never any word's stem, so
+    # adding it cannot make a term match where it should not.
+    word_set = set(tokens).union(parts)
+    joins = [joined for _, joined in kept]
     if hyphenated:
         for i, k in enumerate(hyphenated):
             word_parts = words[k].split("-")
+            start = k + extra[i]
             joined = join_key(*word_parts)
-            spans[k + extra[i]] = [(joined, len(word_parts))]
+            spans.setdefault(start, []).append((joined, len(word_parts)))
             word_set.add(joined)
+            word_set.add("".join(word_parts))
+            # Inside a longer hyphenated word, adjacent parts join too: "non-auto-regressive"
+            # holds "autoregressive" (kept, like pair joins, only when some query wants it).
+            for j in range(len(word_parts) - 1) if len(word_parts) > 2 else ():
+                inner = _wanted_join(word_parts[j], word_parts[j + 1], pair_vocabulary)
+                if inner is not None:
+                    spans.setdefault(start + j, []).append((inner, 2))
+                    joins.append(inner)
         for k, joined in kept:  # word k ends at the position before word k + 1 starts
-            spans[k + extra[bisect_right(hyphenated, k)]] = [(joined, 2)]
+            spans.setdefault(k + extra[bisect_right(hyphenated, k)], []).append((joined, 2))
     else:
         for k, joined in kept:
             spans[k] = [(joined, 2)]
-    return Field(tokens, spans, word_set, word_set.union(joined for _, joined in kept))
+    return Field(tokens, spans, word_set, word_set.union(joins))
+
+
+def _wanted_join(left: str, right: str, vocabulary) -> str | None:
+    """The stemmed join of two adjacent raw parts, if ``vocabulary`` (as given to analyze) wants it."""
+    if vocabulary is None:
+        return join_key(left, right)
+    if isinstance(vocabulary, dict):
+        return vocabulary.get(left + right)
+    joined = join_key(left, right)
+    return joined if joined in vocabulary else None
 
 
 def phrase_in(raw: tuple[str, ...], doc: Field) -> bool:
