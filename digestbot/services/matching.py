@@ -90,20 +90,29 @@ class SubscriptionMatcher:
 
 
 def store_matches(session: Session, pairs: list[tuple[int, int]], now: datetime) -> int:
-    """Insert matches, ignoring pairs already stored; returns how many were given."""
+    """Insert matches, ignoring pairs already stored; returns how many were given.
+
+    Sorted by key, so that the inserts walk the primary-key B-tree in order; in chunks, so that
+    millions of matches never need their row dicts in memory at once.
+    """
     if not pairs:
         return 0
     dialect = session.get_bind().dialect.name
-    rows = [{"subscription_id": s, "paper_id": p, "matched_at": now} for s, p in pairs]
     if dialect == "postgresql":
-        statement = postgresql.insert(Match).on_conflict_do_nothing(constraint="uq_matches_subscription_paper")
+        statement = postgresql.insert(Match).on_conflict_do_nothing(index_elements=["subscription_id", "paper_id"])
     elif dialect == "sqlite":
         statement = sqlite.insert(Match).on_conflict_do_nothing()
     else:  # pragma: no cover - only SQLite and PostgreSQL are supported
         statement = insert(Match)
-    for start in range(0, len(rows), 5000):
-        session.execute(statement, rows[start:start + 5000])
-    return len(rows)
+    statement = statement.values(matched_at=now)  # one value for every row: bound once, not per row
+    ordered = sorted(pairs)
+    for start in range(0, len(ordered), STORE_CHUNK):
+        session.execute(statement, [{"subscription_id": s, "paper_id": p}
+                                    for s, p in ordered[start:start + STORE_CHUNK]])
+    return len(ordered)
+
+
+STORE_CHUNK = 20_000
 
 
 _matchers: dict[str, SubscriptionMatcher] = {}
