@@ -84,7 +84,7 @@ class Settings:
     smtp_password: str = option("", "DIGESTBOT_SMTP_PASSWORD", "SMTP password", secret=True)
     smtp_starttls: str = option("auto", "DIGESTBOT_SMTP_STARTTLS", "auto | yes | no: use STARTTLS when offered")
     send_attempts: int = option(5, "DIGESTBOT_SEND_ATTEMPTS", "attempts before a message is marked failed")
-    send_workers: int = option(16, "DIGESTBOT_SEND_WORKERS", "messages sent in parallel (each provider call waits on the network)")
+    send_workers: int = option(32, "DIGESTBOT_SEND_WORKERS", "messages sent in parallel (each provider call waits on the network)")
     send_timeout: float = option(20.0, "DIGESTBOT_SEND_TIMEOUT", "seconds to wait for a provider's answer")
     retry_base_seconds: float = option(
         2.0, "DIGESTBOT_RETRY_BASE_SECONDS", "first retry delay; doubles per attempt (with jitter), capped at 15 min"

@@ -5,12 +5,10 @@ from __future__ import annotations
 import http.client
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
-from python_http_client.exceptions import HTTPError, handle_error
+from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import CustomArg, From, Header, Mail, To
 from sendgrid.helpers.mail.exceptions import ApiKeyIncludedException
@@ -35,16 +33,14 @@ def sendgrid_mail(payload: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class SendGridChannel(Channel):
-    """Posts each email to ``{host}/v3/mail/send``; the provider id is ``X-Message-Id``.
+    """Posts each email to ``{host}/v3/mail/send`` with the library's client; the provider id
+    is ``X-Message-Id``.
 
-    The library builds the body and the headers; the POST is the request its client
-    (python_http_client) would make, same URL, headers and bytes, through urllib, but with one
-    opener for every call, as ``urllib.request.urlopen`` has. The client built an opener per
-    request (reading the proxy settings from the environment each time) and formatted a debug
-    line of the whole body even with logging off: most of the CPU of a send. So the proxy
-    settings are read when the channel is made. Nothing is retried and no connection is kept,
-    so there is nothing to close; 429, 5xx and network failures become
-    ``TransientDeliveryError`` for the caller to retry.
+    A client is made per call: the library's client keeps one header dict that every request
+    mutates, which is not safe to share between sending threads (and it keeps no connection
+    anyway). The library neither times out nor retries by itself: the timeout is passed per
+    request, and 429, 5xx and network failures become ``TransientDeliveryError`` for the
+    outbox to retry.
     """
 
     kind = "email"
@@ -52,14 +48,9 @@ class SendGridChannel(Channel):
     def __init__(self, api_key: str, host: str = "https://api.sendgrid.com", timeout: float = 20.0) -> None:
         if not api_key:  # the library would silently fall back to $SENDGRID_API_KEY
             raise ConfigError("SendGrid needs an API key", hint="set SENDGRID_API_KEY")
+        self._api_key = api_key
         self.host = host.rstrip("/")
         self.timeout = timeout
-        self._url = f"{self.host}/v3/mail/send"
-        # The library's headers (authorization, user agent, accept), and the JSON content type
-        # its client adds to every request with a body. Read-only from here on: safe to share.
-        library = SendGridAPIClient(api_key=api_key, host=self.host).client
-        self._headers = {**library.request_headers, "Content-Type": "application/json"}
-        self._opener = urllib.request.build_opener()  # keeps no state between requests
 
     def __repr__(self) -> str:
         return f"SendGridChannel(api_key='***', host={self.host!r}, timeout={self.timeout})"
@@ -69,16 +60,14 @@ class SendGridChannel(Channel):
             body = sendgrid_mail(payload)
         except ApiKeyIncludedException:
             raise PermanentDeliveryError("the email body looks like it contains a SendGrid API key") from None
-        request = urllib.request.Request(self._url, data=json.dumps(body).encode("utf-8"), headers=self._headers,
-                                         method="POST")
+        client = SendGridAPIClient(api_key=self._api_key, host=self.host).client
         try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                response.read()
-                return response.headers.get("X-Message-Id")
-        except urllib.error.HTTPError as exc:  # an answer other than 2xx: the library's exception for it
-            raise _delivery_error(handle_error(exc)) from None
+            response = client.mail.send.post(request_body=body, timeout=self.timeout)
+        except HTTPError as exc:  # the library's exception for an answer other than 2xx
+            raise _delivery_error(exc) from None
         except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, refused or reset
             raise TransientDeliveryError(f"SendGrid unreachable: {exc}") from exc
+        return response.headers.get("X-Message-Id")
 
 
 def _delivery_error(exc: HTTPError) -> TransientDeliveryError | PermanentDeliveryError:
