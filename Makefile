@@ -35,8 +35,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The three benchmarks of BENCHMARKS.md (matching takes several minutes, mostly storing).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest_bench.py
+	$(BIN)/python benchmarks/delivery_bench.py
+	$(BIN)/python benchmarks/match_bench.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .hypothesis
