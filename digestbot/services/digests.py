@@ -49,12 +49,15 @@ def signing_key(engine: Engine, settings: Settings) -> str:
     """DIGESTBOT_SECRET_KEY, or a random key made once and kept in the database."""
     if settings.secret_key:
         return settings.secret_key
-    with Session(engine) as session, session.begin():
-        found = session.get(Secret, "signing_key")
-        if found is not None:
-            return found.value
-        session.add(Secret(name="signing_key", value=secrets.token_urlsafe(32)))
-    with Session(engine) as session:  # re-read: another process may have won the race
+    try:
+        with Session(engine) as session, session.begin():
+            found = session.get(Secret, "signing_key")
+            if found is not None:
+                return found.value
+            session.add(Secret(name="signing_key", value=secrets.token_urlsafe(32)))
+    except IntegrityError:
+        pass  # another process made the key at the same moment: theirs is the one
+    with Session(engine) as session:
         return session.get(Secret, "signing_key").value
 
 
