@@ -30,7 +30,7 @@ from itertools import accumulate, chain, count, product, repeat
 from operator import add, itemgetter
 
 from digestbot.core.query import And, FieldName, Node, Not, Or, Phrase, Prefix, Run, Term, run_holds
-from digestbot.core.text import Field, analyze, join_key, pair_joins_for, stem
+from digestbot.core.text import Field, analyze, join_key, pair_joins_for, phrase_starts_at, stem
 
 FIELDS = ("title", "abstract")
 
@@ -392,29 +392,13 @@ class _PhraseSearch:
     def found_in(self, doc: Field) -> bool:
         """The search of ``phrase_in``, started only where the phrase's first word (or its join
         with the second) starts instead of at every position."""
-        tokens, spans, words, pairs, n = doc.tokens, doc.spans, self.words, self.pairs, self.n
-
-        def extend(i: int, p: int) -> bool:  # as in phrase_in
-            if i == n:
-                return True
-            if p >= len(tokens):
-                return False
-            if tokens[p] == words[i] and extend(i + 1, p + 1):
-                return True
-            if i + 1 < n and tokens[p] == pairs[i] and extend(i + 2, p + 1):
-                return True
-            for term, length in spans.get(p, ()):
-                if term == words[i] and extend(i + 1, p + length):
-                    return True
-                if i + 1 < n and term == pairs[i] and extend(i + 2, p + length):
-                    return True
-            return False
+        tokens, spans, words, pairs = doc.tokens, doc.spans, self.words, self.pairs
 
         for head in self.heads:
             if head not in doc.terms:
                 continue
             for p in [p for p, found in spans.items() for term, _ in found if term == head]:
-                if extend(0, p):
+                if phrase_starts_at(words, pairs, doc, p):
                     return True
             p = -1
             while True:  # list.index finds the next token equal to head at C speed
@@ -422,7 +406,7 @@ class _PhraseSearch:
                     p = tokens.index(head, p + 1)
                 except ValueError:
                     break
-                if extend(0, p):
+                if phrase_starts_at(words, pairs, doc, p):
                     return True
         return False
 

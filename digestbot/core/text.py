@@ -201,9 +201,18 @@ def phrase_in(raw: tuple[str, ...], doc: Field) -> bool:
     matches ``autoregressive models``, and ``autoregressive model`` matches
     ``auto-regressive models`` or ``auto regressive models``.
     """
-    tokens, spans, n = doc.tokens, doc.spans, len(raw)
     words = [stem(w) for w in raw]
-    pairs = [join_key(raw[i], raw[i + 1]) for i in range(n - 1)]  # the phrase's own joined forms
+    pairs = [join_key(raw[i], raw[i + 1]) for i in range(len(raw) - 1)]  # the phrase's own joined forms
+    return any(phrase_starts_at(words, pairs, doc, p) for p in range(len(doc.tokens)))
+
+
+def phrase_starts_at(words: list[str], pairs: list[str], doc: Field, start: int) -> bool:
+    """Whether a phrase (its stemmed words, and the joins of adjacent ones) occurs from ``start``.
+
+    At each step the next phrase word matches a token or a joined form spanning tokens, or the
+    next two phrase words, joined, do.
+    """
+    tokens, spans, n = doc.tokens, doc.spans, len(words)
 
     def extend(i: int, p: int) -> bool:
         if i == n:
@@ -221,4 +230,4 @@ def phrase_in(raw: tuple[str, ...], doc: Field) -> bool:
                 return True
         return False
 
-    return any(extend(0, p) for p in range(len(tokens)))
+    return extend(0, start)
