@@ -46,11 +46,9 @@ import itertools
 import json
 import multiprocessing
 import os
-import platform
 import random
 import re
 import shutil
-import sqlite3
 import sys
 import tempfile
 import time
@@ -60,13 +58,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+from _common import ROOT, Database  # noqa: E402  (also puts the checkout on sys.path)
+from _common import machine as common_machine  # noqa: E402
 
 import css_inline  # noqa: E402
 import jinja2  # noqa: E402
-import sqlalchemy  # noqa: E402
-from sqlalchemy import create_engine, func, insert, select, text  # noqa: E402
+from sqlalchemy import func, insert, select  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
@@ -373,41 +371,6 @@ def _serve_fake(conn, latency: float) -> None:
     conn.close()
 
 
-class Database:
-    """A fresh database: a SQLite file, or a temporary schema of the PostgreSQL at ``url``."""
-
-    def __init__(self, url: str | None, workdir: Path, name: str) -> None:
-        self._drop_schema = None
-        if url is None or make_url(url).get_backend_name() == "sqlite":
-            if url is not None:
-                database = make_url(url).database
-                if database in (None, "", ":memory:") or Path(database).exists():
-                    raise SystemExit(f"--database-url: {url!r} must name a SQLite file that does not exist yet")
-            self.url = url or f"sqlite:///{workdir / name}"
-        else:
-            parsed = make_url(url)
-            if parsed.drivername == "postgresql":
-                parsed = parsed.set(drivername="postgresql+psycopg")
-            schema = f"bench_{uuid.uuid4().hex[:12]}"
-            admin = create_engine(parsed)
-            with admin.begin() as connection:
-                connection.execute(text(f'create schema "{schema}"'))
-            self._drop_schema = (admin, schema)
-            self.url = parsed.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-                hide_password=False)
-        self.engine = connect(self.url)
-        migrate(self.engine)
-        self.backend = self.engine.dialect.name
-
-    def close(self) -> None:
-        self.engine.dispose()
-        if self._drop_schema is not None:
-            admin, schema = self._drop_schema
-            with admin.begin() as connection:
-                connection.execute(text(f'drop schema "{schema}" cascade'))
-            admin.dispose()
-
-
 def queue_emails(engine, payloads: list[tuple[str, str]]) -> None:
     """One pending outbox row per email, for one recipient each, as the builder leaves them."""
     now = datetime.now(UTC)
@@ -478,15 +441,10 @@ def measure_delivery(payloads: list[tuple[str, str]], db: Database, latency: flo
 
 def machine() -> dict:
     return {
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "cpu_count": os.cpu_count(),
-        "processor": _cpu_model(),
-        "platform": platform.platform(),
-        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "sqlalchemy": sqlalchemy.__version__, "sqlite": sqlite3.sqlite_version, "jinja2": jinja2.__version__,
+        **common_machine(),
+        "jinja2": jinja2.__version__,
         "css_inline": getattr(css_inline, "__version__", _version("css-inline")),
         "sendgrid": _version("sendgrid"),
-        "load_average": [round(x, 2) for x in os.getloadavg()],  # other work competing for the CPUs
     }
 
 
@@ -496,16 +454,6 @@ def _version(dist: str) -> str:
         return version(dist)
     except PackageNotFoundError:
         return "?"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def verdicts(results: dict) -> dict:

@@ -22,29 +22,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import re
-import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-import sqlalchemy  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from _common import ROOT, Database, load_average, machine  # noqa: E402  (also puts the checkout on sys.path)
+
 
 from digestbot.core.dumps import parse_dump  # noqa: E402
 from digestbot.core.identity import abstract_fingerprint, title_key  # noqa: E402
 from digestbot.services.ingest import ingest_paths  # noqa: E402
-from digestbot.store import connect, migrate  # noqa: E402
 
 SAMPLES = ROOT / "examples" / "dumps"
 MB = 1_000_000
@@ -135,44 +128,6 @@ def write_dump(path: Path, snapshot: str, papers: list[list[str]]) -> int:
 
 # ---------------------------------------------------------------- databases
 
-class Database:
-    """A fresh database to ingest into: a temporary SQLite file, or a temporary PostgreSQL schema."""
-
-    def __init__(self, url: str | None, workdir: Path) -> None:
-        self._drop_schema = None
-        if url is None:
-            self.url = f"sqlite:///{workdir / 'bench.db'}"
-        elif make_url(url).get_backend_name() == "sqlite":
-            database = make_url(url).database
-            if database in (None, "", ":memory:") or Path(database).exists():
-                raise SystemExit(f"--database-url: {url!r} must name a SQLite file that does not exist yet")
-            self.url = url
-        else:
-            parsed = make_url(url)
-            if parsed.drivername == "postgresql":
-                parsed = parsed.set(drivername="postgresql+psycopg")
-            schema = f"bench_{uuid.uuid4().hex[:12]}"
-            admin = create_engine(parsed)
-            with admin.begin() as connection:
-                connection.execute(text(f'create schema "{schema}"'))
-            self._drop_schema = (admin, schema)
-            options = " ".join(filter(None, [parsed.query.get("options"), f"-csearch_path={schema}"]))
-            self.url = parsed.update_query_dict({"options": options}).render_as_string(hide_password=False)
-        self.engine = connect(self.url)
-        migrate(self.engine)
-        self.backend = self.engine.dialect.name
-
-    def close(self) -> None:
-        self.engine.dispose()
-        if self._drop_schema is not None:
-            admin, schema = self._drop_schema
-            with admin.begin() as connection:
-                connection.execute(text(f'drop schema "{schema}" cascade'))
-            admin.dispose()
-
-
-# ---------------------------------------------------------------- measuring
-
 def rates(papers: int, size: int, seconds: float, cpu_seconds: float) -> dict:
     """Rates by wall-clock time; CPU time too, a steadier figure when the machine is busy."""
     return {"seconds": round(seconds, 3), "cpu_seconds": round(cpu_seconds, 3),
@@ -205,32 +160,6 @@ def measure_ingest(db: Database, path: Path, papers: int, expect: str) -> dict:
         raise SystemExit(f"ingest of {path.name}: {result.status} {counts} {result.error or ''}; "
                          f"expected {papers} {expect}")
     return rates(papers, path.stat().st_size, seconds, cpu_seconds)
-
-
-def machine() -> dict:
-    return {
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "processor": _cpu_model(),
-        "sqlalchemy": sqlalchemy.__version__,
-        "sqlite": sqlite3.sqlite_version,
-    }
-
-
-def load_average() -> list[float]:
-    """1, 5 and 15 minute load averages: how much other work competed for the CPUs."""
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def verdicts(results: dict, backend: str) -> dict:

@@ -35,12 +35,9 @@ import csv
 import io
 import itertools
 import json
-import os
-import platform
 import random
 import re
 import resource
-import sqlite3
 import sys
 import tempfile
 import time
@@ -48,10 +45,9 @@ from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-import sqlalchemy  # noqa: E402
+from _common import ROOT, machine  # noqa: E402  (also puts the checkout on sys.path)
+
 from sqlalchemy import func, insert, select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
@@ -341,27 +337,6 @@ def run_reference(queries: list[str], papers: list[tuple[str, str]], budget: flo
     return {"matched": matched, "papers": len(documents), "queries": len(matched), "pairs": pairs,
             "evaluate_seconds": seconds, "analysis_seconds": analysis,
             "per_pair_us": seconds / pairs * 1e6, "per_paper_analysis_ms": analysis / len(documents) * 1e3}
-
-
-def machine() -> dict:
-    return {
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "processor": _cpu_model(),
-        "sqlalchemy": sqlalchemy.__version__,
-        "sqlite": sqlite3.sqlite_version,
-    }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
