@@ -9,6 +9,9 @@ Each PostgreSQL test gets a schema of its own, dropped afterwards.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +23,7 @@ from digestbot.store import connect, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "examples" / "dumps"
+NAMES = sorted(p.name for p in SAMPLES.iterdir())
 POSTGRES_URL = os.environ.get(
     "DIGESTBOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -81,3 +85,46 @@ def engine(database_url: str) -> Iterator[Engine]:
     migrate(engine)
     yield engine
     engine.dispose()
+
+
+# ---- the command line, run as a user runs it ---------------------------------------------------
+
+def base_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any DIGESTBOT_ setting, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGESTBOT_")}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def run(tmp_path: Path):
+    """Run `python -m digestbot` in tmp_path on a SQLite file there (or on ``url``)."""
+
+    def run(*args: str, url: str | None = None, **env: str) -> subprocess.CompletedProcess:
+        settings = {"DIGESTBOT_DATABASE_URL": url or f"sqlite:///{tmp_path / 'db.sqlite'}",
+                    "DIGESTBOT_SETTLE_SECONDS": "0", "COLUMNS": "250", **env}  # wide: no wrapped table cells
+        return subprocess.run(
+            [sys.executable, "-m", "digestbot", *args], cwd=tmp_path, env=base_env(**settings),
+            capture_output=True, text=True, timeout=120,
+        )
+
+    return run
+
+
+@pytest.fixture
+def dumps(tmp_path: Path) -> Path:
+    """A folder with copies of the five sample dumps."""
+    folder = tmp_path / "dumps"
+    folder.mkdir()
+    for name in NAMES:
+        shutil.copy2(SAMPLES / name, folder / name)
+    return folder
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    """The one line a failing command prints: no traceback, starting with 'error: '."""
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -12,52 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLES
+from conftest import NAMES, SAMPLES, base_env, one_line_error
 
-NAMES = sorted(p.name for p in SAMPLES.iterdir())
 NEW = [70, 61, 102, 42, 67]
 UPDATED = [0, 0, 1, 0, 20]
 UNCHANGED = [0, 15, 17, 32, 0]
 FILE_KEYS = {"path", "status", "new", "updated", "unchanged", "error"}
 PAPER_KEYS = ["id", "title", "abstract", "authors_count", "upvotes", "published", "first_seen", "last_seen"]
-
-
-def base_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGESTBOT_")}
-    env.update(extra)
-    return env
-
-
-@pytest.fixture
-def run(tmp_path: Path):
-    """Run digestbot in tmp_path on a SQLite file there (or on ``url``)."""
-
-    def run(*args: str, url: str | None = None, **env: str) -> subprocess.CompletedProcess:
-        settings = {"DIGESTBOT_DATABASE_URL": url or f"sqlite:///{tmp_path / 'db.sqlite'}",
-                    "DIGESTBOT_SETTLE_SECONDS": "0", "COLUMNS": "250", **env}  # wide: no wrapped table cells
-        return subprocess.run(
-            [sys.executable, "-m", "digestbot", *args], cwd=tmp_path, env=base_env(**settings),
-            capture_output=True, text=True, timeout=120,
-        )
-
-    return run
-
-
-@pytest.fixture
-def dumps(tmp_path: Path) -> Path:
-    folder = tmp_path / "dumps"
-    folder.mkdir()
-    for name in NAMES:
-        shutil.copy2(SAMPLES / name, folder / name)
-    return folder
-
-
-def one_line_error(proc: subprocess.CompletedProcess) -> str:
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 def as_json(proc: subprocess.CompletedProcess):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import codecs
 from datetime import date, timedelta
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings

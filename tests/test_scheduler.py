@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta

@@ -3,59 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from conftest import SAMPLES
+from conftest import one_line_error
 from digestbot.core.query import Document, evaluate, parse_query
 from digestbot.store import Match
 
-NAMES = sorted(p.name for p in SAMPLES.iterdir())
 SUB_KEYS = {"id", "recipient", "query", "cadence", "at", "day", "tz", "active"}
-
-
-def base_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGESTBOT_")}
-    env.update(extra)
-    return env
-
-
-@pytest.fixture
-def run(tmp_path: Path):
-    """Run digestbot in tmp_path on a SQLite file there (or on ``url``)."""
-
-    def run(*args: str, url: str | None = None) -> subprocess.CompletedProcess:
-        settings = {"DIGESTBOT_DATABASE_URL": url or f"sqlite:///{tmp_path / 'db.sqlite'}",
-                    "DIGESTBOT_SETTLE_SECONDS": "0"}
-        return subprocess.run(
-            [sys.executable, "-m", "digestbot", *args], cwd=tmp_path, env=base_env(**settings),
-            capture_output=True, text=True, timeout=120,
-        )
-
-    return run
-
-
-@pytest.fixture
-def dumps(tmp_path: Path) -> Path:
-    folder = tmp_path / "dumps"
-    folder.mkdir()
-    for name in NAMES:
-        shutil.copy2(SAMPLES / name, folder / name)
-    return folder
-
-
-def one_line_error(proc: subprocess.CompletedProcess) -> str:
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 def ok_json(proc: subprocess.CompletedProcess, code: int = 0):
