@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from itertools import chain
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -206,7 +207,7 @@ def parse_dump(data: bytes | str, reference: date) -> Dump:
                 rest.append(line)
         if snapshot is not None:
             if rest:  # the date shared its paragraph with the first title: unusual, but not fatal
-                paragraphs = _chain([(start + len(lines) - len(rest), rest)], paragraphs)
+                paragraphs = chain([(start + len(lines) - len(rest), rest)], paragraphs)
             break
         if start > _HEADER_LINES:
             break
@@ -247,11 +248,6 @@ def _collapse(lines: list[str], plain: bool) -> str:
     if "  " not in joined and ((plain and joined.isascii()) or joined.isprintable()):
         return joined
     return " ".join(joined.split())
-
-
-def _chain(first, rest):
-    yield from first
-    yield from rest
 
 
 def _with_metadata(entry: Entry, lines: list[str], start: int, snapshot: date, warnings: list[str]) -> Entry:

@@ -225,12 +225,6 @@ class Batch:
             # Words (not pair joins) sorted, so that a prefix finds its words by bisection.
             self._words[name] = sorted(words)
 
-    def terms(self) -> Iterator[str]:
-        yield from self.term_set()
-
-    def words(self) -> Iterator[str]:
-        yield from self.word_set()
-
     def term_set(self) -> set[str]:
         """Every term (word or pair join) of any field of any paper."""
         found = set(self._word_postings["title"])

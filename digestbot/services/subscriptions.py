@@ -193,9 +193,8 @@ def import_subscriptions(session: Session, text: str, now: datetime) -> ImportRe
 
 def _records(reader: csv.DictReader, report: ImportReport):
     """(line, record) pairs; malformed CSV (an unclosed quote…) is reported where it starts."""
-    line = 1
     while True:
-        start = reader.line_num + 1
+        start = reader.line_num + 1  # a quoted field may span lines: report where the record begins
         try:
             record = next(reader)
         except StopIteration:
@@ -203,8 +202,7 @@ def _records(reader: csv.DictReader, report: ImportReport):
         except csv.Error as exc:
             report.errors.append((start, f"malformed CSV ({exc}); the rest of the file was not read"))
             return
-        line = start
-        yield line, record
+        yield start, record
 
 
 def _recipient_ids(session: Session, addresses: list[str]) -> dict[str, int]:
