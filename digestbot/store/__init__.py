@@ -3,11 +3,11 @@
 from digestbot.store.db import connect, ensure_current, migrate, schema_revision
 from digestbot.store.models import (
     AdminAlert, Base, Counter, DigestItem, DumpFile, Match, OutboxMessage, Paper, PaperSighting, Recipient, Secret, Subscription,
-    JobRun, Lease,
+    JobRun, Lease, WebhookEvent,
 )
 
 __all__ = [
     "PaperSighting",
     "AdminAlert", "JobRun", "Lease",
     "Base", "Counter", "DigestItem", "DumpFile", "Match", "OutboxMessage", "Paper", "Recipient", "Secret",
-    "Subscription", "connect", "ensure_current", "migrate", "schema_revision"]
+    "Subscription", "WebhookEvent", "connect", "ensure_current", "migrate", "schema_revision"]

@@ -106,6 +106,7 @@ class Recipient(Base):
     kind: Mapped[str] = mapped_column(String(16))  # email | slack | slack-webhook
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # bounces, spam reports: no more mail
+    suspended_reason: Mapped[str | None] = mapped_column(Text)  # e.g. "bounce: 550 5.1.1 user unknown"
 
     subscriptions: Mapped[list[Subscription]] = relationship(back_populates="recipient")
 
@@ -122,6 +123,9 @@ class Subscription(Base):
     weekday: Mapped[str] = mapped_column(String(3))  # mon … sun, for weekly
     timezone: Mapped[str] = mapped_column(String(64))
     active: Mapped[bool] = mapped_column(default=True)
+    # Made on the web page and waiting for the address's owner to click the confirmation link
+    # (double opt-in): inactive until then, and nothing is ever sent for it.
+    pending: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # Papers first seen at or after this match: the creation time, or earlier with --backfill.
@@ -228,3 +232,13 @@ class AdminAlert(Base):
 
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebhookEvent(Base):
+    """An event received from a provider (SendGrid event id, Slack request signature): seen once."""
+
+    __tablename__ = "webhook_events"
+
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)  # sendgrid | slack
+    event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
