@@ -90,6 +90,24 @@ class Settings:
         2.0, "DIGESTBOT_RETRY_BASE_SECONDS", "first retry delay; doubles per attempt (with jitter), capped at 15 min"
     )
 
+    # ---- web pages (`digestbot serve`) ----
+    slack_signing_secret: str = option(
+        "", "SLACK_SIGNING_SECRET", "verifies Slack slash-command requests (/slack/commands); unset: refused", secret=True,
+    )
+    sendgrid_webhook_public_key: str = option(
+        "", "SENDGRID_WEBHOOK_PUBLIC_KEY",
+        "verification key of SendGrid's signed event webhook (base64, from Mail Settings); unset: not checked",
+    )
+    web_client_limit: int = option(
+        10, "DIGESTBOT_WEB_CLIENT_LIMIT", "subscribe and link requests one client may make per 10 minutes",
+    )
+    web_address_limit: int = option(
+        5, "DIGESTBOT_WEB_ADDRESS_LIMIT", "confirmation and manage-link emails one address may get per day",
+    )
+    proxy_count: int = option(
+        0, "DIGESTBOT_PROXY_COUNT", "reverse proxies in front of `digestbot serve` (trust that many X-Forwarded-For hops)",
+    )
+
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
@@ -116,6 +134,8 @@ class Settings:
             raise ConfigError(f"DIGESTBOT_SLACK_BACKEND must be slack or file, not {self.slack_backend!r}")
         if self.send_attempts < 1 or self.send_workers < 1 or self.send_timeout <= 0 or self.retry_base_seconds < 0:
             raise ConfigError("DIGESTBOT_SEND_ATTEMPTS, _WORKERS, _TIMEOUT and _RETRY_BASE_SECONDS must be positive")
+        if self.web_client_limit < 1 or self.web_address_limit < 1 or self.proxy_count < 0:
+            raise ConfigError("DIGESTBOT_WEB_CLIENT_LIMIT and _WEB_ADDRESS_LIMIT must be positive, _PROXY_COUNT not negative")
 
     @property
     def email_channel(self) -> str:

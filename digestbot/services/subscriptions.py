@@ -52,9 +52,11 @@ def _check_name(name: str | None) -> str | None:
 
 def subscribe(
     session: Session, recipient: str, query: str, *, schedule: Schedule, name: str | None = None,
-    backfill_days: int = 0, now: datetime,
+    backfill_days: int = 0, pending: bool = False, now: datetime,
 ) -> tuple[Subscription, int]:
     """Create a subscription; with ``backfill_days``, match the papers of those last days now.
+
+    A ``pending`` subscription (made on the web page) stays inactive until ``confirm``.
 
     Returns the subscription and the number of papers it matched on backfill.
     """
@@ -65,7 +67,8 @@ def subscribe(
     sub = Subscription(
         recipient=_recipient_row(session, target, now), query=query.strip(), name=_check_name(name),
         cadence=schedule.cadence, send_at=schedule.at, weekday=schedule.day, timezone=schedule.tz,
-        active=True, created_at=now, updated_at=now, match_since=now - timedelta(days=backfill_days),
+        active=not pending, pending=pending, created_at=now, updated_at=now,
+        match_since=now - timedelta(days=backfill_days),
         version=next_subscription_version(session),
     )
     session.add(sub)

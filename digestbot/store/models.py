@@ -126,6 +126,8 @@ class Subscription(Base):
     # Made on the web page and waiting for the address's owner to click the confirmation link
     # (double opt-in): inactive until then, and nothing is ever sent for it.
     pending: Mapped[bool] = mapped_column(default=False)
+    # Deleted on the manage page: kept (inactive) so that matchers see the change, never shown again.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # Papers first seen at or after this match: the creation time, or earlier with --backfill.

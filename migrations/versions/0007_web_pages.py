@@ -1,4 +1,4 @@
-"""web pages: pending (double opt-in) subscriptions, suspension reasons, webhook events seen
+"""web pages: pending (double opt-in) and deleted subscriptions, suspension reasons, webhook events seen
 
 Revision ID: 0007
 Revises: 0006
@@ -21,6 +21,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("subscriptions") as batch:
         batch.add_column(sa.Column("pending", sa.Boolean, nullable=False, server_default=sa.false()))
+        batch.add_column(sa.Column("deleted_at", UTCDateTime))
     with op.batch_alter_table("recipients") as batch:
         batch.add_column(sa.Column("suspended_reason", sa.Text))
     op.create_table(
@@ -39,4 +40,5 @@ def downgrade() -> None:
     with op.batch_alter_table("recipients") as batch:
         batch.drop_column("suspended_reason")
     with op.batch_alter_table("subscriptions") as batch:
+        batch.drop_column("deleted_at")
         batch.drop_column("pending")
