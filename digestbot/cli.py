@@ -446,7 +446,7 @@ def preview(app: App, recipient: str, fmt: str | None, cadence: str | None, now_
 def _log_to_stderr(debug: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z")
-    for noisy in ("alembic", "slack_sdk", "urllib3"):
+    for noisy in ("alembic", "slack_sdk", "urllib3", "waitress.queue"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # "skipped: maximum number of running instances reached" is max_instances=1 doing its job.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
@@ -471,6 +471,24 @@ def worker(app: App) -> None:
 
     _log_to_stderr(app.debug)
     sys.exit(runner.work(app.engine, app.settings))
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256), help="Requests served at once.")
+@pass_app
+def serve(app: App, host: str, port: int, threads: int) -> None:
+    """Serve the web pages: subscribe, confirm, manage, unsubscribe, /slack/commands, /sendgrid/events."""
+    import waitress
+
+    from digestbot.web import create_app
+
+    _log_to_stderr(app.debug)
+    web = create_app(app.settings, app.engine)
+    logging.getLogger("digestbot").info("serving on http://%s:%d (links point at %s)", host, port,
+                                        app.settings.base_url)
+    waitress.serve(web, host=host, port=port, threads=threads, ident="digestbot")
 
 
 def main() -> None:

@@ -107,6 +107,20 @@ class Renderer:
             },
         }
 
+    def notice(self, name: str, context: dict[str, Any], sender: Sender, *, to: str, subject: str, key: str,
+               message_id: str) -> dict[str, Any]:
+        """A transactional email from templates/email/<name>.html.j2 and .txt.j2 (a confirmation
+        link, a manage link): sent because the recipient asked, so no list headers."""
+        context = context | {"subject": subject, "postal_address": sender.postal_address}
+        html = self._inliner.inline(self._html.get_template(f"email/{name}.html.j2").render(context))
+        text = self._text.get_template(f"email/{name}.txt.j2").render(context).strip() + "\n"
+        return {"key": key, "message_id": message_id, "to": to, "from_email": sender.email,
+                "from_name": sender.name, "subject": subject, "text": text, "html": html, "headers": {}}
+
+    def page(self, name: str, **context: Any) -> str:
+        """A web page from templates/web/ (autoescaped HTML)."""
+        return self._html.get_template(f"web/{name}").render(context)
+
     def slack(self, digest: Digest, links: Links, *, channel: str, key: str) -> list[dict[str, Any]]:
         """One or more messages: at most 50 blocks and a safe size each, papers never split."""
         context = self._context(digest, links)

@@ -7,13 +7,18 @@ manage token cannot be replayed as an unsubscribe token and a forged token is re
 
 from __future__ import annotations
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
 from digestbot.errors import DigestbotError
 
 
 class BadToken(DigestbotError, ValueError):
     """A token that was tampered with, forged, or made for another purpose."""
+
+
+# Purposes whose tokens expire: a confirmation link is good for a week. The links in digests
+# (manage, unsubscribe, see all) must keep working in old emails, so they carry no time.
+TIMED = {"confirm": 7 * 24 * 3600}
 
 
 class LinkSigner:
@@ -24,14 +29,18 @@ class LinkSigner:
         self.base_url = base_url.rstrip("/")
 
     def _serializer(self, purpose: str) -> URLSafeSerializer:
-        return URLSafeSerializer(self._key, salt=f"digestbot-{purpose}")
+        kind = URLSafeTimedSerializer if purpose in TIMED else URLSafeSerializer
+        return kind(self._key, salt=f"digestbot-{purpose}")
 
     def token(self, purpose: str, payload: dict) -> str:
         return self._serializer(purpose).dumps(payload)
 
     def load(self, purpose: str, token: str) -> dict:
+        options = {"max_age": TIMED[purpose]} if purpose in TIMED else {}
         try:
-            payload = self._serializer(purpose).loads(token)
+            payload = self._serializer(purpose).loads(token, **options)
+        except SignatureExpired:
+            raise BadToken("this link has expired: ask for a new one") from None
         except BadSignature:
             raise BadToken("this link is not valid (it may have been altered)") from None
         if not isinstance(payload, dict):
@@ -44,6 +53,10 @@ class LinkSigner:
     def unsubscribe_url(self, recipient_id: int, subscription_ids: list[int]) -> str:
         payload = {"r": recipient_id, "s": sorted(subscription_ids)}
         return f"{self.base_url}/unsubscribe/{self.token('unsubscribe', payload)}"
+
+    def confirm_url(self, recipient_id: int, subscription_ids: list[int]) -> str:
+        payload = {"r": recipient_id, "s": sorted(subscription_ids)}
+        return f"{self.base_url}/confirm/{self.token('confirm', payload)}"
 
     def digest_url(self, recipient_id: int, digest_key: str) -> str:
         return f"{self.base_url}/digests/{self.token('digest', {'r': recipient_id, 'd': digest_key})}"

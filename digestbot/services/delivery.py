@@ -67,8 +67,9 @@ def release_stale(engine: Engine, now: datetime) -> int:
         return result.rowcount or 0
 
 
-def claim(engine: Engine, worker: str, now: datetime, limit: int = CLAIM_BATCH) -> list[OutboxMessage]:
-    """Atomically take up to ``limit`` due pending rows for this worker."""
+def claim(engine: Engine, worker: str, now: datetime, limit: int = CLAIM_BATCH,
+          cadences: tuple[str, ...] | None = None) -> list[OutboxMessage]:
+    """Atomically take up to ``limit`` due pending rows (of these cadences only, if given) for this worker."""
     earlier = aliased(OutboxMessage)
     # The parts of a Slack digest go out in order, even across workers: a part is claimable
     # only once every earlier part of its digest is sent or has failed for good.
@@ -88,6 +89,8 @@ def claim(engine: Engine, worker: str, now: datetime, limit: int = CLAIM_BATCH) 
         .order_by(OutboxMessage.id).limit(limit)
         .with_for_update(skip_locked=True)  # PostgreSQL; SQLite serialises writers instead
     )
+    if cadences is not None:
+        due = due.where(OutboxMessage.cadence.in_(cadences))
     with Session(engine, expire_on_commit=False) as session, session.begin():
         ids = list(session.scalars(
             update(OutboxMessage)
@@ -166,8 +169,10 @@ class OutboxSender:
     """Drains the outbox through the channels, with a bounded pool of threads."""
 
     def __init__(self, engine: Engine, channels: dict[str, Channel], settings: Settings,
-                 clock: Callable[[], datetime] = utcnow, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Callable[[], datetime] = utcnow, sleep: Callable[[float], None] = time.sleep,
+                 cadences: tuple[str, ...] | None = None) -> None:
         self.engine = engine
+        self.cadences = cadences  # only these outbox cadences (None: all)
         self.channels = channels
         self.settings = settings
         self.clock = clock
@@ -182,7 +187,7 @@ class OutboxSender:
         release_stale(self.engine, self.clock())
         with ThreadPoolExecutor(max_workers=self.settings.send_workers, thread_name_prefix="send") as pool:
             while not self.stopping.is_set():
-                rows = claim(self.engine, self.worker, self.clock())
+                rows = claim(self.engine, self.worker, self.clock(), cadences=self.cadences)
                 if rows:
                     # One lane per destination: the parts of a Slack digest go out in order and
                     # Slack's per-channel pace holds; emails are independent lanes.
@@ -208,8 +213,11 @@ class OutboxSender:
         return report
 
     def _next_retry_in(self) -> float | None:
+        statement = select(func.min(OutboxMessage.next_attempt_at)).where(OutboxMessage.status == "pending")
+        if self.cadences is not None:
+            statement = statement.where(OutboxMessage.cadence.in_(self.cadences))
         with Session(self.engine) as session:
-            soonest = session.scalar(select(func.min(OutboxMessage.next_attempt_at)).where(OutboxMessage.status == "pending"))
+            soonest = session.scalar(statement)
         return None if soonest is None else (soonest - self.clock()).total_seconds()
 
     def _send_lanes(self, lanes: deque[list[OutboxMessage]], report: SendReport) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,15 +23,19 @@ class Hit:
     score: int  # 2 per query term found in the title, 1 per term found in the abstract
 
 
-def search(session: Session, node: Node, limit: int) -> list[Hit]:
-    """Papers matching ``node`` (the same engine that matches subscriptions), best first."""
+def search(session: Session, node: Node, limit: int, since: datetime | None = None) -> list[Hit]:
+    """Papers matching ``node`` (the same engine that matches subscriptions), best first;
+    with ``since``, only papers first seen at or after it."""
     terms = vocabulary(node)
     # Each word counts on its own: a Run of several words scores per word.
     scoring = [part for leaf, positive in leaves(node) if positive for part in _scored_parts(leaf)]
     hits: list[Hit] = []
     last_id = 0
     while True:
-        papers = list(session.scalars(select(Paper).where(Paper.id > last_id).order_by(Paper.id).limit(CHUNK)))
+        statement = select(Paper).where(Paper.id > last_id)
+        if since is not None:
+            statement = statement.where(Paper.first_seen >= since)
+        papers = list(session.scalars(statement.order_by(Paper.id).limit(CHUNK)))
         if not papers:
             break
         last_id = papers[-1].id

@@ -114,7 +114,7 @@ def list_subscriptions(session: Session, recipient: str | None = None, include_i
         statement = statement.where(RecipientRow.address == parse_recipient(recipient).address)
     if not include_inactive:
         statement = statement.where(Subscription.active.is_(True))
-    return list(session.scalars(statement))
+    return list(session.scalars(statement.where(Subscription.deleted_at.is_(None))))
 
 
 @dataclass
@@ -226,7 +226,91 @@ def set_active(session: Session, subscription_id: int, active: bool, now: dateti
     return sub
 
 
+# ---- self-service (the web pages and the Slack command) ----
+# Every function here takes the recipient the caller proved it acts for (a signed token, a
+# verified Slack request) and touches only that recipient's subscriptions.
+
+def recipient_subscriptions(session: Session, recipient_id: int) -> list[Subscription]:
+    """A recipient's subscriptions, deleted ones left out, oldest first."""
+    return list(session.scalars(
+        select(Subscription)
+        .where(Subscription.recipient_id == recipient_id, Subscription.deleted_at.is_(None))
+        .order_by(Subscription.id)
+    ))
+
+
+def owned_subscription(session: Session, recipient_id: int, subscription_id: int) -> Subscription:
+    """The subscription, if it belongs to this recipient and is not deleted; else NotFound."""
+    sub = session.get(Subscription, subscription_id)
+    if sub is None or sub.recipient_id != recipient_id or sub.deleted_at is not None:
+        raise NotFound(f"no subscription with id {subscription_id}")
+    return sub
+
+
+def confirm(session: Session, recipient_id: int, subscription_ids: list[int], now: datetime) -> list[Subscription]:
+    """Double opt-in: the address's owner clicked the link. Pending subscriptions start now.
+
+    Confirming again is harmless. A click proves the address receives mail, so a suspension
+    (after a bounce, say) is lifted.
+    """
+    subs = list(session.scalars(
+        select(Subscription).where(Subscription.recipient_id == recipient_id, Subscription.id.in_(subscription_ids),
+                                   Subscription.deleted_at.is_(None))
+    ))
+    waiting = [sub for sub in subs if sub.pending]
+    if waiting:
+        version = next_subscription_version(session)
+        for sub in waiting:
+            sub.pending, sub.active, sub.match_since, sub.updated_at, sub.version = False, True, now, now, version
+    recipient = session.get(RecipientRow, recipient_id)
+    if subs and recipient is not None and recipient.suspended_at is not None:
+        recipient.suspended_at = recipient.suspended_reason = None
+    return subs
+
+
+def set_paused(session: Session, sub: Subscription, paused: bool, now: datetime) -> Subscription:
+    """Pause or resume. A pending subscription is resumed only by confirming it."""
+    if sub.pending:
+        raise UsageError("this subscription is waiting for its confirmation email to be clicked")
+    if sub.active == paused:
+        sub.active, sub.updated_at, sub.version = not paused, now, next_subscription_version(session)
+    return sub
+
+
+def edit(session: Session, sub: Subscription, *, query: str, schedule: Schedule, now: datetime) -> Subscription:
+    """Change the query and the schedule. A new query matches papers from now on, like a new subscription."""
+    parse_query(query)  # refused here, with the column, before anything changes
+    query = query.strip()
+    if query != sub.query:
+        sub.query, sub.match_since = query, now
+    sub.cadence, sub.send_at, sub.weekday, sub.timezone = schedule.cadence, schedule.at, schedule.day, schedule.tz
+    sub.updated_at, sub.version = now, next_subscription_version(session)
+    return sub
+
+
+def delete(session: Session, sub: Subscription, now: datetime) -> None:
+    """Gone from every list. The row stays, inactive, so that matchers see the change."""
+    sub.active, sub.pending, sub.deleted_at = False, False, now
+    sub.updated_at, sub.version = now, next_subscription_version(session)
+
+
+def unsubscribe_owned(session: Session, recipient_id: int, subscription_ids: list[int], now: datetime
+                      ) -> list[Subscription]:
+    """The unsubscribe link: stop these subscriptions of this recipient (others' ids are ignored)."""
+    subs = [sub for sub in session.scalars(
+        select(Subscription).where(Subscription.recipient_id == recipient_id, Subscription.id.in_(subscription_ids),
+                                   Subscription.deleted_at.is_(None))
+    )]
+    stopping = [sub for sub in subs if sub.active or sub.pending]
+    if stopping:
+        version = next_subscription_version(session)
+        for sub in stopping:
+            sub.active, sub.pending, sub.updated_at, sub.version = False, False, now, version
+    return subs
+
+
 __all__ = [
-    "ImportReport", "import_subscriptions", "list_subscriptions", "set_active", "subscribe",
-    "subscription_json", "unsubscribe", "unsubscribe_recipient",
+    "ImportReport", "confirm", "delete", "edit", "import_subscriptions", "list_subscriptions",
+    "owned_subscription", "recipient_subscriptions", "set_active", "set_paused", "subscribe",
+    "subscription_json", "unsubscribe", "unsubscribe_owned", "unsubscribe_recipient",
 ]

@@ -1,0 +1,299 @@
+"""The subscriber's pages: subscribe (double opt-in), confirm, manage, unsubscribe, a digest in full.
+
+No logins: a signed, scoped token in the URL is the key to one recipient's subscriptions
+(see core/tokens.py). Pages that change something do it on POST, never on GET: mail scanners
+follow every link in an email, and must not confirm or unsubscribe anyone by doing so.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Blueprint, abort, flash, get_flashed_messages, redirect, request
+from sqlalchemy import select
+
+from digestbot.core.digest import paper_link
+from digestbot.core.query import QueryError, parse_query
+from digestbot.core.recipients import parse_recipient
+from digestbot.core.schedule import WEEKDAYS, Schedule, parse_schedule
+from digestbot.core.tokens import BadToken
+from digestbot.errors import NotFound, UsageError
+from digestbot.services import subscriptions
+from digestbot.services.notices import address_over_limit, schedule_label
+from digestbot.services.search import search
+from digestbot.store.models import DigestItem, Paper, Recipient
+from digestbot.web.app import Site, client_key, site
+from digestbot.web.guards import check_csrf
+
+blueprint = Blueprint("pages", __name__)
+
+PREVIEW_DAYS = 14
+PREVIEW_SHOWN = 10
+CADENCE_CHOICES = ("daily", "weekly", "instant")
+
+
+def _token(purpose: str, token: str) -> dict:
+    """The token's payload, or 404: a forged, altered or misused token touches nothing."""
+    try:
+        payload = site().signer.load(purpose, token)
+    except BadToken as exc:
+        abort(404, description=str(exc).capitalize() + ".")
+    if not isinstance(payload.get("r"), int):
+        abort(404, description="This link is not valid.")
+    return payload
+
+
+def _schedule(form) -> Schedule:
+    return parse_schedule(form.get("cadence", "daily"), form.get("at", "08:00"), form.get("day", "mon"),
+                          form.get("tz", "UTC"))
+
+
+def _form_defaults(form=None) -> dict:
+    form = form or {}
+    return {"email": form.get("email", ""), "query": form.get("query", ""), "cadence": form.get("cadence", "daily"),
+            "at": form.get("at", "08:00"), "day": form.get("day", "mon"), "tz": form.get("tz", "UTC")}
+
+
+def _choices(s: Site) -> dict:
+    return {"cadences": CADENCE_CHOICES, "weekdays": WEEKDAYS, "time_zones": s.time_zones}
+
+
+def _query_error(exc: UsageError) -> dict:
+    """The error shown under the query box, with the column it points at (1-based) if any."""
+    column = exc.column if isinstance(exc, QueryError) else None
+    return {"message": exc.problem if isinstance(exc, QueryError) else str(exc), "column": column}
+
+
+# ---- subscribe ----
+
+@blueprint.get("/")
+def subscribe_form():
+    s = site()
+    return s.page("subscribe.html.j2", form=_form_defaults(), errors={}, **_choices(s))
+
+
+@blueprint.post("/")
+def subscribe():
+    s = site()
+    check_csrf()
+    form = request.form
+    if form.get("website"):  # the hidden field only robots fill in: act as if all went well
+        return redirect("/subscribed", code=303)
+    errors: dict = {}
+    try:
+        recipient = parse_recipient(form.get("email", ""))
+        if recipient.kind != "email":
+            raise UsageError("enter an email address")
+    except UsageError as exc:
+        errors["email"] = str(exc)
+    try:
+        parse_query(form.get("query", ""))
+    except UsageError as exc:
+        errors["query"] = _query_error(exc)
+    try:
+        schedule = _schedule(form)
+    except UsageError as exc:
+        errors["schedule"] = str(exc)
+    if errors:
+        return s.page("subscribe.html.j2", status=400, form=_form_defaults(form), errors=errors, **_choices(s))
+    if not s.client_limiter.allow(client_key()):
+        abort(429, description="Too many requests from your network. Wait a few minutes and try again.")
+    now = s.clock()
+    with s.session() as session, session.begin():
+        sub, _ = subscriptions.subscribe(session, recipient.address, form["query"], schedule=schedule,
+                                         pending=True, now=now)
+        if address_over_limit(session, sub.recipient, s.settings.web_address_limit, now):
+            session.rollback()
+            abort(429, description="This address was sent several emails today already. "
+                                   "Check its inbox (and spam folder) for an earlier confirmation, or try tomorrow.")
+        s.notices.queue_confirmation(session, sub.recipient, [sub], now)
+    s.sent_something()
+    return redirect("/subscribed", code=303)
+
+
+@blueprint.get("/subscribed")
+def subscribed():
+    return site().page("message.html.j2", title="Check your inbox",
+                       message="We sent you an email with a link. Your subscription starts when you click it; "
+                               "until then nothing is sent to you.")
+
+
+@blueprint.get("/api/query")
+def check_query():
+    """As-you-type checking and preview: the parser's verdict and the last two weeks' matches."""
+    s = site()
+    text = request.args.get("q", "")
+    try:
+        node = parse_query(text)
+    except UsageError as exc:
+        return {"ok": False, "error": _query_error(exc)}
+    with s.session() as session:
+        hits = search(session, node, limit=500, since=s.clock() - timedelta(days=PREVIEW_DAYS))
+    return {"ok": True, "days": PREVIEW_DAYS, "count": len(hits),
+            "papers": [{"id": h.paper.id, "title": h.paper.title, "first_seen": h.paper.first_seen.date().isoformat()}
+                       for h in hits[:PREVIEW_SHOWN]]}
+
+
+# ---- confirm ----
+
+@blueprint.get("/confirm/<token>")
+def confirm_page(token: str):
+    s = site()
+    payload = _token("confirm", token)
+    with s.session() as session:
+        subs = [sub for sub in subscriptions.recipient_subscriptions(session, payload["r"]) if sub.id in payload.get("s", [])]
+        recipient = session.get(Recipient, payload["r"])
+    if recipient is None or not subs:
+        abort(404, description="This subscription no longer exists.")
+    return s.page("confirm.html.j2", recipient=recipient, subscriptions=subs, schedule_label=schedule_label,
+                  done=not any(sub.pending for sub in subs))
+
+
+@blueprint.post("/confirm/<token>")
+def confirm(token: str):
+    s = site()
+    payload = _token("confirm", token)
+    check_csrf()
+    with s.session() as session, session.begin():
+        subs = subscriptions.confirm(session, payload["r"], payload.get("s", []), s.clock())
+    if not subs:
+        abort(404, description="This subscription no longer exists.")
+    flash("Your subscription is confirmed. The first papers come with your next " + subs[0].cadence
+          + (" digest." if subs[0].cadence != "instant" else " alert."))
+    return redirect(s.signer.manage_url(payload["r"]).removeprefix(s.signer.base_url), code=303)
+
+
+# ---- manage ----
+
+@blueprint.get("/manage")
+def manage_request_form():
+    return site().page("manage_request.html.j2", sent=False, error=None)
+
+
+@blueprint.post("/manage")
+def manage_request():
+    """Email the manage link again. The answer is the same whether or not the address is known."""
+    s = site()
+    check_csrf()
+    if not s.client_limiter.allow(client_key()):
+        abort(429, description="Too many requests from your network. Wait a few minutes and try again.")
+    try:
+        address = parse_recipient(request.form.get("email", "")).address
+    except UsageError as exc:
+        return s.page("manage_request.html.j2", status=400, sent=False, error=str(exc))
+    now = s.clock()
+    with s.session() as session, session.begin():
+        recipient = session.scalar(select(Recipient).where(Recipient.address == address, Recipient.kind == "email"))
+        if recipient is not None and subscriptions.recipient_subscriptions(session, recipient.id) \
+                and not address_over_limit(session, recipient, s.settings.web_address_limit, now):
+            s.notices.queue_manage_link(session, recipient, now)
+    s.sent_something()
+    return s.page("manage_request.html.j2", sent=True, error=None)
+
+
+@blueprint.get("/manage/<token>")
+def manage(token: str):
+    s = site()
+    payload = _token("manage", token)
+    with s.session() as session:
+        recipient = session.get(Recipient, payload["r"])
+        if recipient is None:
+            abort(404, description="This link is not valid.")
+        subs = subscriptions.recipient_subscriptions(session, recipient.id)
+    return s.page("manage.html.j2", recipient=recipient, subscriptions=subs, token=token,
+                  schedule_label=schedule_label, messages=get_flashed_messages(), errors={}, **_choices(s))
+
+
+@blueprint.post("/manage/<token>/<int:subscription_id>/<action>")
+def manage_action(token: str, subscription_id: int, action: str):
+    s = site()
+    payload = _token("manage", token)
+    check_csrf()
+    now = s.clock()
+    with s.session() as session, session.begin():
+        try:
+            sub = subscriptions.owned_subscription(session, payload["r"], subscription_id)
+        except NotFound:
+            abort(404, description="No such subscription.")
+        label = sub.name or sub.query
+        try:
+            if action in ("pause", "resume"):
+                subscriptions.set_paused(session, sub, action == "pause", now)
+                message = f"“{label}” is {'paused' if action == 'pause' else 'on again'}."
+            elif action == "delete":
+                subscriptions.delete(session, sub, now)
+                message = f"“{label}” is deleted."
+            elif action == "edit":
+                subscriptions.edit(session, sub, query=request.form.get("query", ""), schedule=_schedule(request.form),
+                                   now=now)
+                message = f"“{sub.name or sub.query}” is saved."
+            else:
+                abort(404)
+        except UsageError as exc:
+            session.rollback()
+            return _manage_with_error(s, payload["r"], token, subscription_id, exc)
+    flash(message)
+    return redirect(f"/manage/{token}", code=303)
+
+
+def _manage_with_error(s: Site, recipient_id: int, token: str, subscription_id: int, exc: UsageError):
+    with s.session() as session:
+        recipient = session.get(Recipient, recipient_id)
+        subs = subscriptions.recipient_subscriptions(session, recipient_id)
+    error = _query_error(exc)
+    return s.page("manage.html.j2", status=400, recipient=recipient, subscriptions=subs, token=token,
+                  schedule_label=schedule_label, messages=[], errors={subscription_id: error},
+                  edited=dict(request.form), **_choices(s))
+
+
+# ---- unsubscribe ----
+
+@blueprint.get("/unsubscribe/<token>")
+def unsubscribe_page(token: str):
+    s = site()
+    payload = _token("unsubscribe", token)
+    with s.session() as session:
+        subs = [sub for sub in subscriptions.recipient_subscriptions(session, payload["r"])
+                if sub.id in payload.get("s", [])]
+        recipient = session.get(Recipient, payload["r"])
+    if recipient is None:
+        abort(404, description="This link is not valid.")
+    return s.page("unsubscribe.html.j2", recipient=recipient, subscriptions=subs, done=False,
+                  manage_url=s.signer.manage_url(recipient.id))
+
+
+@blueprint.post("/unsubscribe/<token>")
+def unsubscribe(token: str):
+    """The page's button, and RFC 8058 one-click from mail providers: no cookie, no CSRF token
+    (the signed URL names the recipient and the subscriptions, and is the whole authority)."""
+    s = site()
+    payload = _token("unsubscribe", token)
+    with s.session() as session, session.begin():
+        subs = subscriptions.unsubscribe_owned(session, payload["r"], payload.get("s", []), s.clock())
+        recipient = session.get(Recipient, payload["r"])
+    if recipient is None:
+        abort(404, description="This link is not valid.")
+    if request.form.get("List-Unsubscribe") == "One-Click":
+        return "Unsubscribed.\n", 200, {"Content-Type": "text/plain; charset=utf-8"}
+    return s.page("unsubscribe.html.j2", recipient=recipient, subscriptions=subs, done=True,
+                  manage_url=s.signer.manage_url(recipient.id))
+
+
+# ---- a digest in full (its "see them all" link) ----
+
+@blueprint.get("/digests/<token>")
+def digest(token: str):
+    s = site()
+    payload = _token("digest", token)
+    with s.session() as session:
+        papers = list(session.scalars(
+            select(Paper).join(DigestItem, DigestItem.paper_id == Paper.id)
+            .where(DigestItem.recipient_id == payload["r"], DigestItem.digest_key == str(payload.get("d", "")))
+            .order_by(Paper.upvotes.desc().nulls_last(), Paper.first_seen.desc())
+        ))
+    if not papers:
+        abort(404, description="This digest is no longer available.")
+    links = {paper.id: paper_link(s.settings.paper_url, paper.title) for paper in papers}
+    return s.page("digest.html.j2", papers=papers, links=links,
+                  manage_url=s.signer.manage_url(payload["r"]))
+
