@@ -446,8 +446,10 @@ def preview(app: App, recipient: str, fmt: str | None, cadence: str | None, now_
 def _log_to_stderr(debug: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z")
-    for noisy in ("alembic", "slack_sdk", "urllib3", "waitress.queue"):
+    for noisy in ("alembic", "slack_sdk", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # "Task queue depth is N": requests waited for a free thread, which is what a queue is for.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     # "skipped: maximum number of running instances reached" is max_instances=1 doing its job.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
