@@ -573,3 +573,26 @@ def test_the_courier_writes_the_confirmation_to_the_outbox_at_once(engine, tmp_p
     [eml] = list((tmp_path / "outbox").rglob("*.eml"))
     assert "/confirm/" in eml.read_text() and "ada@example.org" in eml.read_text()
     assert outbox(engine)[0].status == "sent"
+
+
+PREVIEW_QUERIES = ["diffusion", '"language model" -survey', "quantiz* OR pruning", "title:agent", "abstract:(video OR audio)",
+                   "vision-language", "pre-trained transformer", "reinforcement NOT robot", "timeseries OR time-series"]
+
+
+@pytest.mark.parametrize("query", PREVIEW_QUERIES)
+def test_the_preview_finds_what_search_finds_in_the_same_order(engine, tmp_path, query) -> None:
+    from digestbot.core.query import parse_query
+    from digestbot.services.search import RecentPapers, search
+
+    ingest_samples(engine, tmp_path, datetime.now(UTC) - timedelta(days=1))
+    node = parse_query(query)
+    with Session(engine) as session:
+        engine_hits = [(h.paper.id, h.score) for h in search(session, node, limit=1000)]
+        preview_hits = [(h.paper.id, h.score) for h in RecentPapers(days=14).search(session, node, datetime.now(UTC))]
+    assert preview_hits == engine_hits
+
+
+def test_the_preview_sees_papers_that_arrive_later(client, engine, tmp_path) -> None:
+    assert client.get("/api/query?q=diffusion").get_json()["count"] == 0
+    ingest_samples(engine, tmp_path, datetime.now(UTC) - timedelta(days=1))
+    assert client.get("/api/query?q=diffusion").get_json()["count"] > 0

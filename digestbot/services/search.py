@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from digestbot.core.matcher import Batch, vocabulary
-from digestbot.core.query import Node, Run, Term, leaves
-from digestbot.core.text import stem
+from digestbot.core.query import Document, Node, Run, Term, evaluate, leaves
+from digestbot.core.text import analyze, stem
 from digestbot.store.models import Paper
 
 CHUNK = 2000  # papers analysed at a time: bounded memory on a large store
@@ -23,19 +24,15 @@ class Hit:
     score: int  # 2 per query term found in the title, 1 per term found in the abstract
 
 
-def search(session: Session, node: Node, limit: int, since: datetime | None = None) -> list[Hit]:
-    """Papers matching ``node`` (the same engine that matches subscriptions), best first;
-    with ``since``, only papers first seen at or after it."""
+def search(session: Session, node: Node, limit: int) -> list[Hit]:
+    """Papers matching ``node`` (the same engine that matches subscriptions), best first."""
     terms = vocabulary(node)
     # Each word counts on its own: a Run of several words scores per word.
     scoring = [part for leaf, positive in leaves(node) if positive for part in _scored_parts(leaf)]
     hits: list[Hit] = []
     last_id = 0
     while True:
-        statement = select(Paper).where(Paper.id > last_id)
-        if since is not None:
-            statement = statement.where(Paper.first_seen >= since)
-        papers = list(session.scalars(statement.order_by(Paper.id).limit(CHUNK)))
+        papers = list(session.scalars(select(Paper).where(Paper.id > last_id).order_by(Paper.id).limit(CHUNK)))
         if not papers:
             break
         last_id = papers[-1].id
@@ -51,6 +48,49 @@ def search(session: Session, node: Node, limit: int, since: datetime | None = No
             hits.append(Hit(papers[position], score))
     hits.sort(key=lambda h: (-h.score, -h.paper.first_seen.timestamp(), -h.paper.id))
     return hits[:limit]
+
+
+class RecentPapers:
+    """The papers first seen in the last ``days``, analysed once and kept: the subscribe page's
+    as-you-type preview evaluates each keystroke's query against them.
+
+    Analysing the papers is nearly all the cost of a search (a tenth of a second for two weeks of
+    papers), and a query only needs a tree walk per paper. ``evaluate`` is the reference meaning
+    of a query, which the engine is tested to agree with; the analysis is reloaded whenever the
+    papers of the window change.
+    """
+
+    def __init__(self, days: int) -> None:
+        self.days = days
+        self._key: tuple | None = None
+        self._papers: list[tuple[Paper, Document]] = []
+        self._lock = threading.Lock()
+
+    def search(self, session: Session, node: Node, now: datetime) -> list[Hit]:
+        """Every paper of the window that ``node`` matches, best first (as ``search`` orders them)."""
+        papers = self._current(session, now - timedelta(days=self.days))
+        scoring = [part for leaf, positive in leaves(node) if positive for part in _scored_parts(leaf)]
+        hits = [Hit(paper, _score(scoring, document)) for paper, document in papers if evaluate(node, document)]
+        hits.sort(key=lambda h: (-h.score, -h.paper.first_seen.timestamp(), -h.paper.id))
+        return hits
+
+    def _current(self, session: Session, since: datetime) -> list[tuple[Paper, Document]]:
+        window = select(func.count(), func.max(Paper.id), func.min(Paper.id)).where(Paper.first_seen >= since)
+        key = tuple(session.execute(window).one())
+        with self._lock:
+            if key != self._key:
+                rows = session.scalars(select(Paper).where(Paper.first_seen >= since).order_by(Paper.id)).all()
+                for paper in rows:
+                    session.expunge(paper)  # kept beyond this session, read-only
+                self._papers = [(paper, Document.of(paper.title, paper.abstract)) for paper in rows]
+                self._key = key
+            return self._papers
+
+
+def _score(scoring: list, document: Document) -> int:
+    empty = analyze("")
+    in_title, in_abstract = Document(document.title, empty), Document(empty, document.abstract)
+    return sum(2 * evaluate(part, in_title) + evaluate(part, in_abstract) for part in scoring)
 
 
 def _scored_parts(leaf) -> list:

@@ -31,6 +31,7 @@ from digestbot.resources import resource_dir
 from digestbot.services.delivery import OutboxSender
 from digestbot.services.digests import signing_key
 from digestbot.services.notices import NOTICES, Notices
+from digestbot.services.search import RecentPapers
 from digestbot.settings import Settings
 from digestbot.store import ensure_current, schema_revision
 from digestbot.web.guards import RateLimiter, csrf_token
@@ -84,6 +85,7 @@ class Site:
     notices: Notices
     client_limiter: RateLimiter
     courier: Courier | None
+    recent_papers: RecentPapers  # the preview's papers: the last two weeks
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -153,6 +155,7 @@ def create_app(settings: Settings, engine: Engine, *, clock: Callable[[], dateti
         notices=Notices(renderer, signer, Sender(settings.from_email, settings.from_name, settings.postal_address)),
         client_limiter=RateLimiter(settings.web_client_limit, CLIENT_WINDOW),
         courier=Courier(engine, settings) if send_in_background else None,
+        recent_papers=RecentPapers(days=14),
     )
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(slack_commands.blueprint)

@@ -7,8 +7,6 @@ follow every link in an email, and must not confirm or unsubscribe anyone by doi
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from flask import Blueprint, abort, flash, get_flashed_messages, redirect, request
 from sqlalchemy import select
 
@@ -20,14 +18,12 @@ from digestbot.core.tokens import BadToken
 from digestbot.errors import NotFound, UsageError
 from digestbot.services import subscriptions
 from digestbot.services.notices import address_over_limit, schedule_label
-from digestbot.services.search import search
 from digestbot.store.models import DigestItem, Paper, Recipient
 from digestbot.web.app import Site, client_key, site
 from digestbot.web.guards import check_csrf
 
 blueprint = Blueprint("pages", __name__)
 
-PREVIEW_DAYS = 14
 PREVIEW_SHOWN = 10
 CADENCE_CHOICES = ("daily", "weekly", "instant")
 
@@ -128,8 +124,8 @@ def check_query():
     except UsageError as exc:
         return {"ok": False, "error": _query_error(exc)}
     with s.session() as session:
-        hits = search(session, node, limit=500, since=s.clock() - timedelta(days=PREVIEW_DAYS))
-    return {"ok": True, "days": PREVIEW_DAYS, "count": len(hits),
+        hits = s.recent_papers.search(session, node, s.clock())
+    return {"ok": True, "days": s.recent_papers.days, "count": len(hits),
             "papers": [{"id": h.paper.id, "title": h.paper.title, "first_seen": h.paper.first_seen.date().isoformat()}
                        for h in hits[:PREVIEW_SHOWN]]}
 
