@@ -203,6 +203,10 @@ def phrase_in(raw: tuple[str, ...], doc: Field) -> bool:
     """
     words = [stem(w) for w in raw]
     pairs = [join_key(raw[i], raw[i + 1]) for i in range(len(raw) - 1)]  # the phrase's own joined forms
+    # A match starts with the first word or the first pair joined, and every token and span is
+    # among the terms: without either, no position can start one.
+    if words[0] not in doc.terms and not (pairs and pairs[0] in doc.terms):
+        return False
     return any(phrase_starts_at(words, pairs, doc, p) for p in range(len(doc.tokens)))
 
 
