@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test browser bench install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,25 @@ demo: $(STAMP)
 	@echo "Open the digests: demo/outbox/email/*.eml (any mail client) and demo/outbox/slack/*.json"
 	@echo "(paste a payload's blocks into https://app.slack.com/block-kit-builder). Try: cd demo && ../$(BIN)/digestbot search 'quantiz*'"
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The browser test (tests/test_browser.py) drives the system's Chromium, DIGESTBOT_CHROMIUM
+# (default /usr/bin/chromium), never a Playwright download. Install Debian's package if it is
+# missing, with sudo when not root; where that cannot be done (no apt, no sudo), say so and go on:
+# the test then skips, or fails under DIGESTBOT_REQUIRE_BROWSER=1 (as .ci/run sets).
+CHROMIUM_PATH := $(or $(DIGESTBOT_CHROMIUM),/usr/bin/chromium)
+browser:
+	@[ -x "$(CHROMIUM_PATH)" ] || { \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo -n"; else sudo=none; fi; \
+	  if [ "$$sudo" != none ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium for the browser test"; \
+	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium \
+	      || { $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q \
+	           && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }; \
+	  fi; \
+	  [ -x "$(CHROMIUM_PATH)" ] || echo "warning: no Chromium at $(CHROMIUM_PATH): the browser test will skip (fail with DIGESTBOT_REQUIRE_BROWSER=1)"; \
+	}
 
 # The three benchmarks of BENCHMARKS.md (matching takes several minutes, mostly storing).
 bench: $(STAMP)

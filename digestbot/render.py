@@ -67,6 +67,14 @@ def marked(segments, marker: str) -> str:
     return "".join(f"{marker}{piece}{marker}" if hit else piece for piece, hit in segments)
 
 
+def sentence(text: str) -> str:
+    """``text`` with a capital first letter and a full stop, the rest as written (unlike
+    Jinja's ``capitalize``, which lowercases "OR" and the user's own input)."""
+    text = str(text)
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
 def _quoted(value: str) -> str:
     return f"\u201c{value}\u201d"
 
@@ -74,6 +82,7 @@ def _quoted(value: str) -> str:
 def _environment(loader: FileSystemLoader, *, trim: bool = True, **options: Any) -> Environment:
     env = Environment(loader=loader, undefined=StrictUndefined, trim_blocks=trim, lstrip_blocks=trim, **options)
     env.filters["quoted"] = _quoted
+    env.filters["sentence"] = sentence
     env.globals["meta_line"] = meta_line
     env.globals["marked"] = marked
     return env

@@ -26,10 +26,12 @@ def first_time(session: Session, source: str, event_id: str, now: datetime) -> b
     """Record an event id; False when it was already recorded (a provider's retry or a replay)."""
     dialect = session.get_bind().dialect.name
     insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(WebhookEvent)
-    result = session.execute(
+    # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT here.
+    inserted = session.execute(
         insert.values(source=source, event_id=event_id[:200], received_at=now).on_conflict_do_nothing()
-    )
-    return result.rowcount == 1
+        .returning(WebhookEvent.event_id)
+    ).first()
+    return inserted is not None
 
 
 def suspend(session: Session, recipient: Recipient, reason: str, now: datetime) -> None:

@@ -16,6 +16,7 @@ from digestbot.core.recipients import parse_recipient
 from digestbot.core.schedule import WEEKDAYS, Schedule, parse_schedule
 from digestbot.core.tokens import BadToken
 from digestbot.errors import NotFound, UsageError
+from digestbot.render import sentence
 from digestbot.services import subscriptions
 from digestbot.services.notices import address_over_limit, schedule_label
 from digestbot.store.models import DigestItem, Paper, Recipient
@@ -33,7 +34,7 @@ def _token(purpose: str, token: str) -> dict:
     try:
         payload = site().signer.load(purpose, token)
     except BadToken as exc:
-        abort(404, description=str(exc).capitalize() + ".")
+        abort(404, description=sentence(str(exc)))
     if not isinstance(payload.get("r"), int):
         abort(404, description="This link is not valid.")
     return payload
