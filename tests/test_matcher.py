@@ -24,6 +24,7 @@ from digestbot.core.query import (
     QueryError,
     Run,
     Term,
+    _parse,
     evaluate,
     parse_query,
 )
@@ -500,3 +501,33 @@ def test_batch_bits_and_positions() -> None:
     assert batch.bits(parse_query("timeseries")) == 0b100
     assert Batch.positions(0b1010_0000_0001) == [0, 9, 11]
     assert Batch.positions(0) == []
+
+
+# ---- the parser's fast path for plain queries ---------------------------------------------------------
+
+def _parse_outcome(parse, query: str):
+    """What a parser makes of ``query``: the tree, or the error's message."""
+    try:
+        return parse(query)
+    except QueryError as exc:
+        return str(exc)
+
+
+plain_word = st.sampled_from(["diffusion", "Models", "GPT4", "3d", "a", "OR", "AND", "NOT", "title", "x" * 7, "Ab"])
+plain_query = st.one_of(
+    st.lists(plain_word, min_size=1, max_size=60).map(" ".join),  # past MAX_TERMS too
+    st.lists(plain_word, min_size=2, max_size=4).map(" OR ".join),
+    st.lists(plain_word, min_size=2, max_size=4).map("-".join),
+    st.lists(plain_word, min_size=1, max_size=3).map(lambda words: '"' + " ".join(words) + '"'),
+    st.tuples(plain_word, st.sampled_from(["*", "**", "-", " -", ":"])).map("".join),
+    st.text(alphabet='ab O R"*-: ', max_size=12),  # near misses of the shapes
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(q=plain_query)
+@example(q="a OR b c")
+@example(q="a OR AND")
+@example(q="x*")
+def test_plain_queries_parse_as_the_parser_parses_them(q: str) -> None:
+    assert _parse_outcome(parse_query, q) == _parse_outcome(_parse, q)

@@ -29,7 +29,7 @@ from digestbot.services.subscriptions import (
     import_subscriptions, list_subscriptions, set_active, subscribe, subscription_json, unsubscribe,
     unsubscribe_recipient,
 )
-from digestbot.store import Counter, Match, Paper, Recipient, Subscription, connect, migrate
+from digestbot.store import Counter, Match, Paper, QueryMatch, Recipient, Subscription, connect, migrate
 
 NOW = datetime(2025, 12, 31, 12, 0, tzinfo=UTC)
 MTIME = datetime(2025, 12, 1, 8, 0, tzinfo=UTC).timestamp()  # the copies were "saved" a month before NOW
@@ -384,8 +384,8 @@ def test_each_match_is_stored_once_even_when_matching_runs_twice(engine, dumps):
     later = NOW + timedelta(hours=1)
     pairs = sorted(first)
     with Session(engine) as session, session.begin():
-        store_matches(session, pairs, later)
-        store_matches(session, pairs + pairs, later)
+        store_matches(session, pairs)
+        store_matches(session, pairs + pairs)
         # The process's matcher run again over the same papers stores nothing new either.
         matcher_for(engine).match_and_store(session, papers_since(session, NOW), later)
     assert stored_matches(engine) == first
@@ -393,7 +393,7 @@ def test_each_match_is_stored_once_even_when_matching_runs_twice(engine, dumps):
     # A pair given twice in one call, never stored before, is stored once.
     with Session(engine) as session, session.begin():
         paper_id = session.scalar(select(Paper.id).order_by(Paper.id).limit(1))
-        store_matches(session, [(other, paper_id), (other, paper_id)], later)
+        store_matches(session, [(other, paper_id), (other, paper_id)])
     assert stored_matches(engine) == first | {(other, paper_id)}
     with Session(engine) as session:
         stamps_after = dict(session.execute(
@@ -457,7 +457,7 @@ def test_unsubscribe_and_pause_stop_future_matches_with_the_cached_matcher(engin
         with Session(engine) as session:
             counter = session.scalar(select(Counter.value).where(Counter.name == "subscriptions"))
         assert matcher.version == counter
-        assert len(matcher.index) == len(active)
+        assert len(matcher) == len(active)  # active subscriptions (the index holds each query text once)
 
     def matched_by(sid: int) -> set[int]:
         return {p for s, p in stored_matches(engine) if s == sid}
@@ -498,6 +498,123 @@ def test_unsubscribe_and_pause_stop_future_matches_with_the_cached_matcher(engin
     active[carol] = q_carol
     ingest_and_check(3)
     assert matched_by(carol) - frozen[carol]
+
+
+def query_match_rows(engine: Engine) -> int:
+    with Session(engine) as session:
+        return session.scalar(select(func.count()).select_from(QueryMatch))
+
+
+def test_subscriptions_sharing_a_query_share_its_stored_matches(engine, dumps):
+    query = "transformer OR diffusion"
+    early, _ = sub(engine, "alice@example.org", query, NOW - timedelta(hours=1))
+    ingest(engine, dumps / NAMES[0], NOW)
+    late, _ = sub(engine, "bob@example.org", query, NOW + timedelta(hours=1))  # after the first ingest
+    at = NOW + timedelta(hours=2)
+    ingest(engine, dumps / NAMES[1], at)
+
+    first = expected({early: query}, papers_first_seen(engine, at=NOW))
+    second = expected({early: query, late: query}, papers_first_seen(engine, at=at))
+    assert first and second
+    # One row per (query, paper), however many subscribe; each sees only what came after it.
+    assert query_match_rows(engine) == len(first) + len(second) // 2
+    assert stored_matches(engine) == first | second
+
+    # Pausing one leaves the other's matches alone, and it misses what comes while paused.
+    with Session(engine) as session, session.begin():
+        set_active(session, early, False, NOW + timedelta(hours=3))
+    at = NOW + timedelta(hours=4)
+    result = ingest(engine, dumps / NAMES[2], at)
+    third = expected({late: query}, papers_first_seen(engine, at=at))
+    assert third and result.matches == len(third)
+    assert stored_matches(engine) == first | second | third
+
+    # Resumed, it takes what comes next, never what came while paused; ended, it keeps its past.
+    with Session(engine) as session, session.begin():
+        set_active(session, early, True, NOW + timedelta(hours=5))
+        unsubscribe(session, late, NOW + timedelta(hours=5))
+    at = NOW + timedelta(hours=6)
+    ingest(engine, dumps / NAMES[3], at)
+    fourth = expected({early: query}, papers_first_seen(engine, at=at))
+    assert fourth and stored_matches(engine) == first | second | third | fourth
+
+    # A backfill stores the query's matches once more for nobody else: others' windows stay theirs.
+    newcomer, backfilled = sub(engine, "carol@example.org", query, NOW + timedelta(hours=7), backfill_days=1)
+    window = expected({newcomer: query}, papers_first_seen(engine, since=NOW + timedelta(hours=7) - timedelta(days=1)))
+    assert backfilled == len(window) and stored_matches(engine) == first | second | third | fourth | window
+
+
+def test_a_subscriptions_matches_are_stamped_when_it_could_first_have_them(engine, dumps):
+    ingest(engine, dumps / NAMES[0], NOW - timedelta(days=1))
+    sid, backfilled = sub(engine, "alice@example.org", "transformer", NOW, backfill_days=2)
+    ingest(engine, dumps / NAMES[1], NOW + timedelta(hours=1))
+    with Session(engine) as session:
+        stamps = dict(session.execute(select(Match.paper_id, Match.matched_at).where(Match.subscription_id == sid)).all())
+        first_seen = dict(session.execute(select(Paper.id, Paper.first_seen).where(Paper.id.in_(stamps))).all())
+    assert backfilled and len(stamps) > backfilled
+    assert {stamps[p] for p in stamps if first_seen[p] < NOW} == {NOW}  # backfilled when it was created
+    assert all(stamps[p] == first_seen[p] for p in stamps if first_seen[p] >= NOW)  # matched by the ingest
+
+
+def _migrate_to(engine: Engine, revision: str, downgrade: bool = False) -> None:
+    """Upgrade (or downgrade) to ``revision``, the way ``digestbot.store.migrate`` upgrades to head."""
+    from alembic import command
+
+    from digestbot.store.db import _alembic_config
+
+    cfg = _alembic_config()
+    with engine.connect() as connection:
+        raw = connection.connection.driver_connection
+        if engine.dialect.name == "sqlite":
+            raw.execute("PRAGMA foreign_keys=OFF")
+        with connection.begin():
+            cfg.attributes["connection"] = connection
+            (command.downgrade if downgrade else command.upgrade)(cfg, revision)
+        if engine.dialect.name == "sqlite":
+            raw.execute("PRAGMA foreign_keys=ON")
+
+
+def test_migration_0008_carries_matches_over_and_back(database_url):
+    from sqlalchemy import Integer, column, insert, table
+
+    from digestbot.store.models import UTCDateTime
+
+    engine = connect(database_url)
+    _migrate_to(engine, "0007")
+    old_matches = table("matches", column("subscription_id", Integer), column("paper_id", Integer),
+                        column("matched_at", UTCDateTime))
+    created, t1, t2 = NOW - timedelta(days=1), NOW, NOW + timedelta(hours=1)
+    with Session(engine) as session, session.begin():
+        session.add(Recipient(id=1, address="alice@example.org", kind="email", created_at=created))
+        session.flush()
+        # Rows as ingests made them: 2 subscribed between the papers, 3 ended after both.
+        session.execute(insert(Subscription), [
+            {"id": sid, "recipient_id": 1, "query": query, "cadence": "daily", "send_at": "08:00", "weekday": "mon",
+             "timezone": "UTC", "active": active, "pending": False, "created_at": since, "updated_at": updated,
+             "match_since": since, "version": sid}
+            for sid, query, active, since, updated in [
+                (1, "diffusion", True, created, created),
+                (2, "diffusion", True, t1 + timedelta(minutes=30), t1 + timedelta(minutes=30)),
+                (3, "transformer", False, created, t2 + timedelta(minutes=1))]
+        ])
+        session.execute(insert(Paper), [
+            {"id": pid, "title": f"paper {pid}", "title_key": f"paper {pid}", "abstract": "", "abstract_fp": str(pid),
+             "first_seen": seen}
+            for pid, seen in [(10, t1), (11, t2)]
+        ])
+        rows = [(1, 10, t1), (1, 11, t2), (2, 11, t2), (3, 10, t1)]
+        session.execute(insert(old_matches), [dict(zip(("subscription_id", "paper_id", "matched_at"), r))
+                                              for r in rows])
+
+    _migrate_to(engine, "0008")
+    with Session(engine) as session:
+        assert set(session.execute(select(Match.subscription_id, Match.paper_id, Match.matched_at))) == set(rows)
+        assert session.scalar(select(func.count()).select_from(QueryMatch)) == 3  # diffusion × 2, transformer × 1
+
+    _migrate_to(engine, "0007", downgrade=True)
+    with Session(engine) as session:
+        assert set(session.execute(select(old_matches))) == set(rows)
+    engine.dispose()
 
 
 def test_unsubscribe_errors_and_repeats(engine):

@@ -26,7 +26,7 @@ import gc
 from collections import Counter, defaultdict, deque
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from itertools import accumulate, chain, count, product, repeat
+from itertools import accumulate, chain, count, repeat
 from operator import add, itemgetter
 
 from digestbot.core.query import And, FieldName, Node, Not, Or, Phrase, Prefix, Run, Term, run_holds
@@ -172,13 +172,22 @@ class QueryIndex:
                     found |= by_prefix[head]
         return found
 
+    def match_bits(self, batch: Batch) -> Iterator[tuple[Hashable, int]]:
+        """(owner, bitset of the batch's papers its query matches) for every owner with a match,
+        evaluated as they are taken. Each distinct query is evaluated once, however many owners
+        share it. (Callers matching thousands of papers pause the collector: see gc_paused.)"""
+        owners, nodes, bits = self._owners, self._nodes, batch.bits
+        for qid in self.candidates(batch):
+            matched = bits(nodes[qid])
+            if matched:
+                for owner in owners[qid]:
+                    yield owner, matched
+
     def match(self, batch: Batch) -> Iterator[tuple[Hashable, int]]:
         """(owner, paper position in the batch) for every match."""
-        owners, nodes, bits, positions = self._owners, self._nodes, batch.bits, batch.positions
-        with _gc_paused():  # every query evaluated now; the pairs are made as they are taken
-            found = [(qid, matched) for qid in self.candidates(batch) if (matched := bits(nodes[qid]))]
+        positions = batch.positions
         # every owner × every paper, the pairs made and passed on in C
-        return chain.from_iterable(product(owners[qid], positions(matched)) for qid, matched in found)
+        return chain.from_iterable(zip(repeat(owner), positions(matched)) for owner, matched in self.match_bits(batch))
 
 
 class Batch:
@@ -188,7 +197,7 @@ class Batch:
         """``papers`` are (title, abstract); ``vocabulary`` the joined forms worth indexing."""
         self.size = len(papers)
         self.all = (1 << self.size) - 1
-        with _gc_paused():
+        with gc_paused():
             self._index(papers, pair_joins_for(vocabulary))  # one dict look-up per pair of adjacent words
         self._bits: dict[tuple[str, str], int] = {}
         self._word_bits: dict[tuple[str, str], int] = {}
@@ -248,7 +257,7 @@ class Batch:
                 bits = self._written_bits(name, term)
                 joined = self._join_postings[name].get(term)
                 if joined:  # else share the written bits' int rather than store a copy
-                    bits |= _to_bits(joined, self.size)
+                    bits |= to_bits(joined, self.size)
                 self._bits[key] = bits
             result |= bits
         return result
@@ -258,7 +267,7 @@ class Batch:
         key = (name, word)
         bits = self._word_bits.get(key)
         if bits is None:
-            bits = self._word_bits[key] = _to_bits(self._word_postings[name].get(word, ()), self.size)
+            bits = self._word_bits[key] = to_bits(self._word_postings[name].get(word, ()), self.size)
         return bits
 
     def _span_bits(self, name: str, term: str) -> int:
@@ -266,7 +275,7 @@ class Batch:
         key = (name, term)
         bits = self._joined_bits.get(key)
         if bits is None:
-            bits = self._joined_bits[key] = _to_bits(self._span_postings[name].get(term, ()), self.size)
+            bits = self._joined_bits[key] = to_bits(self._span_postings[name].get(term, ()), self.size)
         return bits
 
     def prefix_bits(self, prefix: str, field: FieldName = "any") -> int:
@@ -358,7 +367,7 @@ class Batch:
             for position in self.positions(candidates & joined & ~result):
                 if phrase.found_in(fields[position][index]):
                     found.append(position)
-            result |= _to_bits(found, size)
+            result |= to_bits(found, size)
         return result
 
     @staticmethod
@@ -406,10 +415,11 @@ class _PhraseSearch:
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while building large acyclic structures: it would
     otherwise run every few hundred allocations and walk the growing structure again each time
-    (a third of the Batch's construction time). Reference counting still frees everything."""
+    (a third of the Batch's construction time). Reference counting still frees everything.
+    Nested pauses are fine: only the outermost one turns the collector back on."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -419,7 +429,8 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _to_bits(positions, size: int) -> int:
+def to_bits(positions, size: int) -> int:
+    """The bitset of ``positions`` (each below ``size``)."""
     if not positions:
         return 0
     data = bytearray((size + 7) // 8)
@@ -434,4 +445,4 @@ def matches(node: Node, title: str, abstract: str) -> bool:
     return bool(batch.bits(node))
 
 
-__all__ = ["Batch", "QueryIndex", "anchors", "matches", "run_holds", "vocabulary"]
+__all__ = ["Batch", "QueryIndex", "anchors", "gc_paused", "matches", "run_holds", "to_bits", "vocabulary"]

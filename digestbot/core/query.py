@@ -18,6 +18,7 @@ queries against many papers at once and must agree with it.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -296,8 +297,46 @@ class _Parser:
             raise QueryError(f"more than {MAX_TERMS} terms", token.column)
 
 
+# Most queries have a plain shape, and a matcher parses thousands at a time: for these shapes,
+# what the parser makes is made directly. Plain words are ASCII letters and digits, which
+# folding only lower-cases; anything else (fields, exclusions, AND, accents...) is parsed.
+_PLAIN = "[A-Za-z0-9]+"
+_PLAIN_SHAPES = [(re.compile(pattern), shape) for pattern, shape in (
+    (f"{_PLAIN}(?: +OR +{_PLAIN})+", "alternatives"),  # pruning OR distillation: an Or of Terms
+    (f"{_PLAIN}(?: +{_PLAIN})*", "words"),  # vision transformer: a Term or a Run (tried second: OR is a word)
+    (f"{_PLAIN}(?:-{_PLAIN})+", "hyphenated"),  # self-attention: a Phrase
+    (f'"{_PLAIN}(?: +{_PLAIN})*"', "quoted"),  # "language models": a Phrase (a Term if one word)
+    ("[A-Za-z0-9]{%d,}[*]" % MIN_PREFIX, "prefix"),  # quantiz*: a Prefix
+)]
+_OPERATORS = frozenset(("OR", "AND", "NOT"))
+
+
 def parse_query(query: str) -> Node:
     """Parse ``query``; raises QueryError saying what is wrong and where."""
+    return (_parse_plain(query) if len(query) <= MAX_LENGTH else None) or _parse(query)
+
+
+def _parse_plain(query: str) -> Node | None:
+    """What ``_parse`` makes of a query of a plain shape; None for any other query."""
+    shape = next((shape for pattern, shape in _PLAIN_SHAPES if pattern.fullmatch(query)), None)
+    if shape is None:
+        return None
+    words = query.lower().strip('"*').replace("-", " ").split()
+    if len(words) > MAX_TERMS:
+        return None
+    if shape == "words" and _OPERATORS.isdisjoint(query.split()):
+        return Term(stem(words[0])) if len(words) == 1 else Run(tuple(words))
+    if shape == "alternatives" and _OPERATORS.isdisjoint(query.split()[::2]):
+        return Or(tuple(Term(stem(word)) for word in words[::2]))  # every other word is OR
+    if shape in ("hyphenated", "quoted"):
+        return Term(stem(words[0])) if len(words) == 1 else Phrase(tuple(words))
+    if shape == "prefix":
+        return Prefix(words[0])
+    return None
+
+
+def _parse(query: str) -> Node:
+    """The parser itself, for any query."""
     if len(query) > MAX_LENGTH:
         raise QueryError(f"longer than {MAX_LENGTH} characters", MAX_LENGTH + 1)
     for index, char in enumerate(query):

@@ -10,12 +10,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from digestbot.core.matcher import Batch, QueryIndex
 from digestbot.core.query import parse_query
 from digestbot.core.recipients import Recipient, parse_recipient
 from digestbot.core.schedule import Schedule, parse_schedule
 from digestbot.errors import DigestbotError, NotFound, UsageError
-from digestbot.services.matching import next_subscription_version, papers_since, store_matches
+from digestbot.services.matching import (
+    next_subscription_version, papers_matching, papers_since, store_query_matches,
+)
 from digestbot.store.models import Recipient as RecipientRow
 from digestbot.store.models import Subscription
 
@@ -26,7 +27,7 @@ def subscription_json(sub: Subscription) -> dict:
     return {
         "id": sub.id, "recipient": sub.recipient.address, "query": sub.query, "name": sub.name,
         "cadence": sub.cadence, "at": sub.send_at, "day": sub.weekday, "tz": sub.timezone,
-        "active": sub.active, "created_at": sub.created_at.isoformat(),
+        "active": sub.active, "pending": sub.pending, "created_at": sub.created_at.isoformat(),
         "match_since": sub.match_since.isoformat(),
     }
 
@@ -75,12 +76,8 @@ def subscribe(
     session.flush()
     backfilled = 0
     if backfill_days:
-        index = QueryIndex()
-        index.add(sub.id, node)
-        papers = papers_since(session, sub.match_since)
-        batch = Batch([(p.title, p.abstract) for p in papers], index.vocabulary)
-        pairs = [(sub.id, papers[position].id) for _, position in index.match(batch)]
-        backfilled = store_matches(session, pairs, now)
+        matched = papers_matching(node, papers_since(session, sub.match_since))
+        backfilled = store_query_matches(session, [(sub.query, matched)])
     return sub, backfilled
 
 

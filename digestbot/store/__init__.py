@@ -2,12 +2,12 @@
 
 from digestbot.store.db import connect, ensure_current, migrate, schema_revision
 from digestbot.store.models import (
-    AdminAlert, Base, Counter, DigestItem, DumpFile, Match, OutboxMessage, Paper, PaperSighting, Recipient, Secret, Subscription,
-    JobRun, Lease, WebhookEvent,
+    AdminAlert, Base, Counter, DigestItem, DumpFile, Match, MatchQuery, OutboxMessage, Paper, PaperSighting, QueryMatch,
+    Recipient, Secret, Subscription, SubscriptionPause, JobRun, Lease, WebhookEvent,
 )
 
 __all__ = [
-    "PaperSighting",
+    "MatchQuery", "PaperSighting", "QueryMatch", "SubscriptionPause",
     "AdminAlert", "JobRun", "Lease",
     "Base", "Counter", "DigestItem", "DumpFile", "Match", "OutboxMessage", "Paper", "Recipient", "Secret",
     "Subscription", "WebhookEvent", "connect", "ensure_current", "migrate", "schema_revision"]

@@ -140,18 +140,56 @@ class Subscription(Base):
     recipient: Mapped[Recipient] = relationship(back_populates="subscriptions")
 
 
-class Match(Base):
-    """A paper matched by a subscription: stored once per pair.
+class MatchQuery(Base):
+    """A subscription query text that has matched papers: matches are stored per query, not per subscriber."""
+
+    __tablename__ = "match_queries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    query: Mapped[str] = mapped_column(Text, unique=True)  # as stored in subscriptions.query
+
+
+class QueryMatch(Base):
+    """A paper matched by a query, stored once however many subscriptions share the query.
 
     The pair is the primary key and, on SQLite, the table is WITHOUT ROWID: one B-tree to
-    write per match instead of a row table plus two indexes. Matches are the bulkiest writes.
+    write per match instead of a row table plus two indexes. Matches are the bulkiest writes,
+    hence no foreign keys either (see migration 0008): the matches view joins papers and queries.
+    """
+
+    __tablename__ = "query_matches"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    query_id: Mapped[int] = mapped_column(primary_key=True)  # match_queries.id
+    paper_id: Mapped[int] = mapped_column(primary_key=True)  # papers.id
+
+
+class SubscriptionPause(Base):
+    """A time during which a subscription was inactive (paused, ended, not yet confirmed): papers
+    first seen from ``paused_at`` until ``resumed_at`` (open-ended if None) are not its matches.
+    Recorded by the matcher when it first sees the change, i.e. before any ingest it missed."""
+
+    __tablename__ = "subscription_pauses"
+
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"), primary_key=True)
+    paused_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    resumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Match(Base):
+    """A paper matched by a subscription: a read-only VIEW (migration 0008) over ``query_matches``.
+
+    A subscription's matches are its query's matches of the papers first seen at or after its
+    ``match_since``, outside its pauses. ``matched_at`` is when the paper was first seen, or when
+    the subscription was created if that is later (a backfill). Write matches with
+    ``digestbot.services.matching.store_query_matches``.
     """
 
     __tablename__ = "matches"
-    __table_args__ = {"sqlite_with_rowid": False}
+    __table_args__ = {"info": {"is_view": True}}
 
-    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"), primary_key=True)
-    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id"), primary_key=True)
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id"), primary_key=True)
     matched_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
