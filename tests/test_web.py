@@ -596,3 +596,13 @@ def test_the_preview_sees_papers_that_arrive_later(client, engine, tmp_path) -> 
     assert client.get("/api/query?q=diffusion").get_json()["count"] == 0
     ingest_samples(engine, tmp_path, datetime.now(UTC) - timedelta(days=1))
     assert client.get("/api/query?q=diffusion").get_json()["count"] > 0
+
+
+def test_the_manage_page_confirms_a_pending_subscription(client, engine) -> None:
+    manage = confirmed(client, engine)
+    subscribe_via_form(client, query="quantiz*")  # a second one, waiting for its own email
+    pending = subs_of(engine, "ada@example.org")[1]
+    assert pending.pending and "awaiting confirmation" in client.get(manage).get_data(as_text=True)
+    assert client.post(f"{manage}/{pending.id}/confirm", data={"csrf": csrf_of(client)}).status_code == 303
+    after = subs_of(engine, "ada@example.org")[1]
+    assert (after.pending, after.active) == (False, True)

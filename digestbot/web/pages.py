@@ -217,6 +217,9 @@ def manage_action(token: str, subscription_id: int, action: str):
             if action in ("pause", "resume"):
                 subscriptions.set_paused(session, sub, action == "pause", now)
                 message = f"“{label}” is {'paused' if action == 'pause' else 'on again'}."
+            elif action == "confirm":  # the manage link reached the address's owner: proof enough
+                subscriptions.confirm(session, payload["r"], [sub.id], now)
+                message = f"“{label}” is confirmed."
             elif action == "delete":
                 subscriptions.delete(session, sub, now)
                 message = f"“{label}” is deleted."
