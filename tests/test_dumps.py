@@ -204,6 +204,42 @@ def test_whole_sample_with_crlf_bom_and_spaces_is_unchanged():
     assert parse_dump(messy.encode(), REFERENCE).entries == parse_dump(META_SAMPLE.read_bytes(), REFERENCE).entries
 
 
+@pytest.mark.parametrize("blank", ["", " ", "\t", "\u00a0", "\u3000", "\x1c", " \u2002 "])
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_any_run_of_blank_lines_separates_paragraphs(blank, count):
+    """Paragraphs end at empty lines and at lines of whitespace only, Unicode whitespace included,
+    and the line numbers of titles count every line."""
+    gap = "\n".join([blank] * count)
+    text = "\n".join(["Mar 13", gap, "First Title", gap, "First abstract.", gap, "  • 3 authors", "·",
+                      "Mar 2", gap, "Second", "Title", gap, "Second abstract", "wrapped.", gap, ""])
+    dump = parse(text.encode())
+    assert [(e.title, e.abstract, e.authors_count, e.line) for e in dump.entries] == [
+        ("First Title", "First abstract.", 3, 1 + (count + 1)),
+        ("Second Title", "Second abstract wrapped.", None, 1 + 4 * (count + 1) + 2),
+    ]
+    assert dump.warnings == []
+    assert parse(text) == dump
+
+
+def test_blank_line_of_whitespace_inside_a_block_of_lines():
+    """A line of spaces between two lines ends the paragraph, as an empty line does."""
+    text = "Mar 13\n\nTitle\n   \nAbstract.\n\t\n• 2 authors\n·\nMar 1\n \nNext\n\u00a0\nNext abstract.\n"
+    dump = parse(text.encode())
+    assert [(e.title, e.abstract, e.authors_count, e.line) for e in dump.entries] == [
+        ("Title", "Abstract.", 2, 3), ("Next", "Next abstract.", None, 11),
+    ]
+
+
+def test_titles_ending_in_a_digit_or_a_superscript_are_not_metadata():
+    text = (HEADER + "First\n\nAbs one.\n\nScaling Laws²\n\nAbs two.\n\n"
+            "Llama 3\n\nAbs three.\n\n• 4 authors\n·\nMar 3 7\n")
+    dump = parse(text)
+    assert [(e.title, e.abstract, e.authors_count, e.upvotes) for e in dump.entries] == [
+        ("First", "Abs one.", None, None), ("Scaling Laws²", "Abs two.", None, None),
+        ("Llama 3", "Abs three.", 4, 7),
+    ]
+
+
 def test_wrapped_title_and_abstract_lines_are_joined():
     dump = parse(HEADER + "A Long Title\n  Split in Two\n\nAn abstract\nwrapped  over\nthree lines.\n")
     assert [(e.title, e.abstract) for e in dump.entries] == [

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, event, func, select, text
 from sqlalchemy.orm import Session
 
 from conftest import SAMPLES
 from digestbot.core.dumps import parse_dump
 from digestbot.core.identity import abstract_fingerprint, title_key
-from digestbot.services.ingest import ingest_paths
+from digestbot.services.ingest import LOAD_ALL_RATIO, MIN_RUN, _runs, ingest_paths
 from digestbot.services.status import paper_json, recent_papers, store_status
 from digestbot.store import DumpFile, Paper, connect, migrate
 
@@ -276,6 +278,147 @@ def test_a_paper_listed_twice_in_one_dump_counts_once(engine, dumps, tmp_path):
     assert dump_rows(engine)[0].entries == 71
     paper = all_papers(engine)[entry.title]
     assert (paper.authors_count, paper.published, paper.upvotes) == (5, date(2025, 3, 1), 4)
+
+
+# --- the two ways of finding the stored papers ----------------------------------------------------
+# A dump's papers are found among all stored papers read at once while the store holds at most
+# LOAD_ALL_RATIO papers per entry of the dump, else by IN (...) queries on their keys.
+
+
+@contextmanager
+def paper_selects(engine) -> Iterator[list[str]]:
+    """The SELECT statements on the papers table that the engine runs meanwhile."""
+    seen: list[str] = []
+
+    def record(_connection, _cursor, statement, *_args) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM papers" in statement:
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def read_everything(statements: list[str]) -> bool:
+    return any(re.search(r"papers\.abstract\b", s) and "WHERE" not in s for s in statements)
+
+
+def query_by_key(statements: list[str]) -> bool:
+    """Whether papers were looked up by key (not merely the ids of new papers: no upvotes there)."""
+    return any("papers.upvotes" in s and "WHERE papers.title_key IN (" in s for s in statements)
+
+
+def fillers(count: int) -> str:
+    """A dump of ``count`` papers unrelated to the samples: the store outgrows the next dump."""
+    papers = "".join(f"Filler Paper Number {i}\n\nAn abstract about filler topic {i}.\n\n" for i in range(count))
+    return "Mar 1\n\n" + papers
+
+
+def edited_sample_0() -> str:
+    """Sample 000 with one paper each re-abstracted, re-cased, re-titled, re-cased in its abstract
+    only, and listed twice with metadata; and one new paper."""
+    entries = parse_dump((SAMPLES / NAMES[0]).read_bytes(), date(2025, 12, 31)).entries
+    text = sample_text(0)
+    text = _replace_once(text, entries[3].abstract, entries[3].abstract + " Now with code.")
+    text = _replace_once(text, entries[5].title, entries[5].title.upper())
+    text = _replace_once(text, entries[7].title, "An Entirely New Title for Paper Seven")
+    text = _replace_once(text, entries[9].abstract, entries[9].abstract.upper())
+    return (text + f"\n\n{entries[0].title}\n\n{entries[0].abstract}\n\n  • 5 authors\n·\nMar 1 4\n"
+            "\n\nA Brand New Paper\n\nIts abstract, never seen.\n")
+
+
+def ingest_edited_sample_0(engine, folder: Path, filler_papers: int) -> tuple:
+    """Sample 000, then ``filler_papers`` other papers, then edited_sample_0() a day later:
+    its result, and the SELECT statements on papers that this last ingest ran."""
+    ingest(engine, write(folder / "000.txt", sample_text(0)))
+    if filler_papers:
+        ingest(engine, write(folder / "filler.txt", fillers(filler_papers)))
+    with paper_selects(engine) as statements:
+        (result,) = ingest(engine, write(folder / "edited.txt", edited_sample_0()), now=NOW + timedelta(days=1)).files
+    return result, statements
+
+
+STORED = ("title_key", "abstract", "abstract_fp", "authors_count", "published", "upvotes",
+          "first_seen", "last_seen", "updated_at")
+
+
+def stored_rows(engine) -> dict[str, dict]:
+    """Every stored paper but the fillers, by title: all but its id."""
+    with Session(engine) as session:
+        return {p.title: {name: getattr(p, name) for name in STORED}
+                for p in session.scalars(select(Paper)) if not p.title.startswith("Filler")}
+
+
+@pytest.mark.parametrize("filler_papers", [0, 100])
+def test_edited_dump_against_a_small_and_a_large_store(engine, tmp_path, filler_papers):
+    result, statements = ingest_edited_sample_0(engine, tmp_path, filler_papers)
+    # 72 entries, against 70 stored papers (read at once) or 170 (looked up by key).
+    assert 70 <= LOAD_ALL_RATIO * 72 < 170
+    assert (read_everything(statements), query_by_key(statements)) == (filler_papers == 0, filler_papers > 0)
+    assert counts(result) == ("ingested", 1, 4, 66)
+
+    rows = stored_rows(engine)
+    entries = parse_dump((SAMPLES / NAMES[0]).read_bytes(), date(2025, 12, 31)).entries
+    later = NOW + timedelta(days=1)
+    assert len(rows) == 71 and "An Entirely New Title for Paper Seven" in rows and entries[7].title not in rows
+    assert rows[entries[5].title.upper()]["updated_at"] == later
+    recased = rows[entries[9].title]  # a change of case in the abstract only is no change
+    assert (recased["abstract"], recased["last_seen"], recased["updated_at"]) == (entries[9].abstract, later, None)
+    twice = rows[entries[0].title]
+    assert (twice["authors_count"], twice["published"], twice["upvotes"]) == (5, date(2025, 3, 1), 4)
+    # The keys stored are those of the text stored: re-ingesting reuses them instead of computing them.
+    assert all(row["title_key"] == title_key(title) and row["abstract_fp"] == abstract_fingerprint(row["abstract"])
+               for title, row in rows.items())
+
+
+def test_both_ways_of_finding_stored_papers_store_the_same_rows(engine, tmp_path):
+    ingest_edited_sample_0(engine, tmp_path / "small", 0)
+    small_store = stored_rows(engine)
+    with engine.begin() as connection:
+        for table in ("paper_sightings", "papers", "dump_files"):
+            connection.execute(text(f"delete from {table}"))
+    ingest_edited_sample_0(engine, tmp_path / "large", 100)
+    assert stored_rows(engine) == small_store
+
+
+@pytest.mark.parametrize("filler_papers", [0, 10])
+def test_abstract_shared_by_two_stored_papers_matches_the_oldest(engine, tmp_path, filler_papers):
+    ingest(engine, write(tmp_path / "1.txt", "Mar 1\n\nPaper A\n\nAbstract X.\n\nPaper B\n\nAbstract Y.\n"))
+    if filler_papers:
+        ingest(engine, write(tmp_path / "2.txt", fillers(filler_papers)))
+    ingest(engine, write(tmp_path / "3.txt", "Mar 2\n\nPaper B\n\nAbstract X.\n"))  # B takes A's abstract
+    with paper_selects(engine) as statements:
+        (result,) = ingest(engine, write(tmp_path / "4.txt", "Mar 3\n\nPaper C\n\nAbstract X.\n")).files
+    assert (read_everything(statements), query_by_key(statements)) == (filler_papers == 0, filler_papers > 0)
+    assert counts(result) == ("ingested", 0, 1, 0)
+    papers = all_papers(engine)
+    assert "Paper A" not in papers and papers["Paper C"].id < papers["Paper B"].id
+    assert papers["Paper B"].abstract == papers["Paper C"].abstract == "Abstract X."
+
+
+def test_last_seen_moves_for_the_papers_listed_only(engine, dumps, tmp_path):
+    """Papers listed again in runs of consecutive ids, long and short, and alone."""
+    ingest(engine, dumps / NAMES[0])
+    entries = parse_dump((dumps / NAMES[0]).read_bytes(), date(2025, 12, 31)).entries
+    listed = [*range(0, 10), 20, 22, 24, *range(40, 40 + MIN_RUN), *range(50, 50 + MIN_RUN - 1), 69]
+    text = "Mar 14\n\n" + "".join(f"{entries[i].title}\n\n{entries[i].abstract}\n\n" for i in listed)
+    later = NOW + timedelta(days=1)
+    (result,) = ingest(engine, write(tmp_path / "some.txt", text), now=later).files
+    assert counts(result) == ("ingested", 0, 0, len(listed))
+    papers = all_papers(engine)
+    assert {t for t, p in papers.items() if p.last_seen == later} == {entries[i].title for i in listed}
+    assert all(p.last_seen == NOW for t, p in papers.items() if t not in {entries[i].title for i in listed})
+
+
+def test_runs_of_consecutive_ids():
+    assert _runs([]) == ([], [])
+    assert _runs(list(range(3, 3 + MIN_RUN))) == ([(3, 2 + MIN_RUN)], [])
+    assert _runs(list(range(3, 2 + MIN_RUN))) == ([], list(range(3, 2 + MIN_RUN)))
+    short = list(range(30, 30 + MIN_RUN - 1))
+    ids = [1, 3, *range(5, 5 + MIN_RUN), 20, *short, *range(100, 100 + 2 * MIN_RUN)]
+    assert _runs(ids) == ([(5, 4 + MIN_RUN), (100, 99 + 2 * MIN_RUN)], [1, 3, 20, *short])
 
 
 # --- files not ready, and files that fail ---------------------------------------------------------
