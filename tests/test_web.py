@@ -606,3 +606,27 @@ def test_the_manage_page_confirms_a_pending_subscription(client, engine) -> None
     assert client.post(f"{manage}/{pending.id}/confirm", data={"csrf": csrf_of(client)}).status_code == 303
     after = subs_of(engine, "ada@example.org")[1]
     assert (after.pending, after.active) == (False, True)
+
+
+def test_a_slash_command_kept_waiting_is_acknowledged_in_time_and_answered_later(client, engine) -> None:
+    from fakes import FakeSlack
+    from sqlalchemy import text
+
+    cli_subscription(engine, "bob@example.org")  # makes the counter row that subscribing updates
+    with FakeSlack() as slack, engine.connect() as blocker:
+        blocker.begin()  # holds the counter row (PostgreSQL) or the write lock (SQLite)
+        blocker.execute(text("UPDATE counters SET value = value WHERE name = 'subscriptions'"))
+        body = urlencode({"text": "subscribe diffusion", "channel_id": "C0123ABCD", "user_id": "U42",
+                          "response_url": slack.webhook_url("commands/T1/1/x")})
+        started = time.monotonic()
+        response, _, _ = slack_request(client, "", body=body)
+        assert time.monotonic() - started < 3.0
+        assert response.get_json() == {"response_type": "ephemeral", "text": "Working on it…"}
+        assert slack.hook_posts == []
+        blocker.rollback()
+        deadline = time.monotonic() + 20
+        while not slack.hook_posts and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [late] = slack.hook_posts
+    assert late.json["response_type"] == "in_channel" and "subscribed this channel" in late.json["text"]
+    assert [s.query for s in subs_of(engine, "slack:C0123ABCD")] == ["diffusion"]

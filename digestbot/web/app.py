@@ -11,6 +11,7 @@ import hashlib
 import logging
 import threading
 import zoneinfo
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -86,6 +87,7 @@ class Site:
     client_limiter: RateLimiter
     courier: Courier | None
     recent_papers: RecentPapers  # the preview's papers: the last two weeks
+    background: ThreadPoolExecutor  # slash commands, so that Slack is answered in time
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -156,6 +158,7 @@ def create_app(settings: Settings, engine: Engine, *, clock: Callable[[], dateti
         client_limiter=RateLimiter(settings.web_client_limit, CLIENT_WINDOW),
         courier=Courier(engine, settings) if send_in_background else None,
         recent_papers=RecentPapers(days=14),
+        background=ThreadPoolExecutor(max_workers=4, thread_name_prefix="slack"),
     )
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(slack_commands.blueprint)

@@ -3,15 +3,20 @@
 Every request is checked with slack_sdk's SignatureVerifier (HMAC of the raw body with
 SLACK_SIGNING_SECRET; older than five minutes is refused), and its signature is recorded so
 that the same request replayed within those five minutes is refused too. Slack wants an answer
-within 3 seconds: each command is one short transaction.
+within 3 seconds: each command is one short transaction, and if the store keeps it waiting
+longer the request is acknowledged at once and the answer posted to its ``response_url``.
 """
 
 from __future__ import annotations
 
+import logging
+from concurrent.futures import Future, TimeoutError
+from functools import partial
 from urllib.parse import parse_qs
 
 from flask import Blueprint, abort, request
 from slack_sdk.signature import SignatureVerifier
+from slack_sdk.webhook import WebhookClient
 
 from digestbot.core.schedule import parse_schedule
 from digestbot.core.slash import HELP, parse_command
@@ -23,6 +28,9 @@ from digestbot.services.notices import schedule_label
 from digestbot.web.app import Site, site
 
 blueprint = Blueprint("slack", __name__)
+log = logging.getLogger("digestbot.web")
+
+ANSWER_WITHIN = 2.5  # seconds: Slack shows the user a timeout after 3
 
 
 def _reply(text: str, *, public: bool = False) -> dict:
@@ -45,13 +53,39 @@ def command():
     channel = form.get("channel_id", "")
     if not channel:
         abort(400, description="no channel_id in the command")
+    signature = request.headers.get("X-Slack-Signature", "")
+    work = s.background.submit(_handle, s, form, signature, f"slack:{channel}")
+    try:
+        return work.result(timeout=ANSWER_WITHIN)
+    except TimeoutError:
+        # The store is busy (a large ingest holds SQLite's write lock, say): answer now, and post
+        # the outcome to the command's response_url when it is done.
+        work.add_done_callback(partial(_follow_up, form.get("response_url", "")))
+        return _reply("Working on it…")
+
+
+def _handle(s: Site, form: dict, signature: str, recipient: str) -> dict:
     with s.session() as session, session.begin():
-        if not first_time(session, "slack", request.headers.get("X-Slack-Signature", ""), s.clock()):
+        if not first_time(session, "slack", signature, s.clock()):
             abort(401, description="this request was already received")
         try:
-            return _run(s, session, parse_command(form.get("text", "")), f"slack:{channel}", form.get("user_id", ""))
+            return _run(s, session, parse_command(form.get("text", "")), recipient, form.get("user_id", ""))
         except DigestbotError as exc:
             return _reply(f":warning: {slack_escape(exc)}")
+
+
+def _follow_up(response_url: str, work: Future) -> None:
+    try:
+        answer = work.result()
+    except Exception as exc:  # the command failed after all: say so rather than stay silent
+        log.warning("slash command failed after its acknowledgement: %s", exc)
+        answer = _reply(":warning: that did not work; try again in a minute.")
+    if not response_url:  # from the signed request: Slack's own URL for late answers
+        log.warning("slash command: no response_url for the late answer")
+        return
+    response = WebhookClient(response_url, timeout=10).send(text=answer["text"], response_type=answer["response_type"])
+    if response.status_code != 200:
+        log.warning("slash command: response_url answered %s", response.status_code)
 
 
 def _run(s: Site, session, command, recipient: str, user: str) -> dict:
