@@ -31,6 +31,7 @@ demo: $(STAMP)
 	@echo
 	@echo "Open the digests: demo/outbox/email/*.eml (any mail client) and demo/outbox/slack/*.json"
 	@echo "(paste a payload's blocks into https://app.slack.com/block-kit-builder). Try: cd demo && ../$(BIN)/digestbot search 'quantiz*'"
+	@echo "The web pages (subscribe, manage, unsubscribe): cd demo && ../$(BIN)/digestbot serve, then open http://127.0.0.1:8000"
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
