@@ -17,7 +17,7 @@ One run measures, side by side:
 1. the engine, the way ingest runs it (``SubscriptionMatcher.match_and_store``): load and compile
    the subscriptions (``sync``: read, parse, add to the ``QueryIndex``), build the ``Batch`` of
    papers, then match and store the matches once per distinct query text with
-   ``store_query_matches`` in a fresh SQLite database (the two overlap: chunks are written by
+   ``store_batch_matches`` in a fresh SQLite database (the two overlap: chunks are written by
    a background thread while the next ones are matched), then commit; each phase's time
    (wall-clock and CPU), the total, and the process's peak resident memory;
 2. the plain reference loop (``evaluate`` for every distinct query and every paper) on a sample
@@ -57,7 +57,7 @@ from digestbot.core.dumps import parse_dump  # noqa: E402
 from digestbot.core.matcher import gc_paused  # noqa: E402
 from digestbot.core.query import Document, evaluate, parse_query  # noqa: E402
 from digestbot.core.text import raw_words, stem  # noqa: E402
-from digestbot.services.matching import NewPaper, SubscriptionMatcher, store_query_matches  # noqa: E402
+from digestbot.services.matching import NewPaper, SubscriptionMatcher, store_batch_matches  # noqa: E402
 from digestbot.services.subscriptions import import_subscriptions  # noqa: E402
 from digestbot.store import connect, migrate  # noqa: E402
 from digestbot.store.models import Match, Paper, QueryMatch, Subscription  # noqa: E402
@@ -299,8 +299,8 @@ def run_engine(engine, papers: list[tuple[str, str]], paper_ids: list[int], firs
         matcher = SubscriptionMatcher()
         timed("index", lambda: matcher.sync(session))
         batch = timed("batch", lambda: matcher.batch(new_papers))
-        found = matcher.match(new_papers, batch)  # evaluated as store_query_matches reads it
-        stored = timed("match_store", lambda: store_query_matches(session, found))
+        found = matcher.match(new_papers, batch)  # evaluated as store_batch_matches reads it
+        stored = timed("match_store", lambda: store_batch_matches(session, found))
         timed("commit", session.commit)
     with Session(engine) as session:
         seen = session.execute(select(Match.subscription_id, Match.paper_id).where(

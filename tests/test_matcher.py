@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from conftest import SAMPLES
 from digestbot.core.dumps import parse_dump
-from digestbot.core.matcher import Batch, QueryIndex, anchors, matches, vocabulary
+from digestbot.core.matcher import Batch, QueryIndex, anchors, matches, to_bits, vocabulary
 from digestbot.core.query import (
     And,
     Document,
@@ -503,6 +503,38 @@ def test_batch_bits_and_positions() -> None:
     assert Batch.positions(0) == []
 
 
+
+@given(size=st.integers(1, 300), data=st.data())
+def test_to_bits_sets_the_positions_given_few_or_many(size: int, data) -> None:
+    positions = data.draw(st.lists(st.integers(0, size - 1), max_size=2 * size))  # repeats too
+    bits = to_bits(positions, size)
+    assert bits == sum(1 << p for p in set(positions))
+    assert Batch.positions(bits) == sorted(set(positions))
+
+
+def test_batch_matches_are_stored_once_per_query_and_counted_per_subscriber() -> None:
+    import json
+
+    from digestbot.services.matching import NewPaper, SubscriptionMatcher
+
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    later = start + datetime.timedelta(hours=1)
+    matcher = SubscriptionMatcher()
+    # diffusion's subscribers take papers from different times, transformer's from the same;
+    # Diffusion is another query text with the same matches
+    for subscription_id, query, since in [(1, "diffusion", start), (2, "diffusion", later), (3, "transformer", start),
+                                          (4, "transformer", start), (5, "survey", start), (6, "Diffusion", start)]:
+        matcher._add(subscription_id, query, since)
+    papers = [NewPaper(10, "Diffusion", "", start), NewPaper(11, "Diffusion transformers", "", later),
+              NewPaper(12, "A transformer", "", later)]
+    found = matcher.match(papers)
+    documents = list(found.documents(1))  # one query each
+    assert sorted((json.dumps(json.loads(document)), pairs) for document, pairs in documents) == [
+        ('{"Diffusion": [10, 11]}', 2), ('{"diffusion": [10, 11]}', 2), ('{"transformer": [11, 12]}', 2)]
+    # diffusion: 10 and 11 for subscription 1, 11 for 2; transformer: 11 and 12 for both 3 and 4;
+    # Diffusion: 10 and 11 for 6
+    assert found.subscription_matches == 3 + 4 + 2
+
 # ---- the parser's fast path for plain queries ---------------------------------------------------------
 
 def _parse_outcome(parse, query: str):
@@ -520,7 +552,16 @@ plain_query = st.one_of(
     st.lists(plain_word, min_size=2, max_size=4).map("-".join),
     st.lists(plain_word, min_size=1, max_size=3).map(lambda words: '"' + " ".join(words) + '"'),
     st.tuples(plain_word, st.sampled_from(["*", "**", "-", " -", ":"])).map("".join),
+    st.lists(plain_word, min_size=1, max_size=4).map(" AND ".join),
+    # exclusions: words, then -word or NOT word (or near misses)
+    st.tuples(st.lists(plain_word, min_size=0, max_size=3).map(" ".join),
+              st.sampled_from([" -", " NOT ", " - ", "-", " NOT  ", "  -"]), plain_word).map("".join),
+    # a word or a quoted phrase in a field (or near misses)
+    st.tuples(st.sampled_from(["title:", "abstract:", "Title:", "title: ", "title:-", "body:"]),
+              st.one_of(plain_word, st.lists(plain_word, min_size=0, max_size=3).map(lambda w: '"' + " ".join(w) + '"'))
+              ).map("".join),
     st.text(alphabet='ab O R"*-: ', max_size=12),  # near misses of the shapes
+    st.text(alphabet="ab ANDOTRtile:-\"", max_size=16),
 )
 
 
@@ -529,5 +570,9 @@ plain_query = st.one_of(
 @example(q="a OR b c")
 @example(q="a OR AND")
 @example(q="x*")
+@example(q="a AND AND b")
+@example(q="a b NOT c")
+@example(q='title:"a b"')
+@example(q="title:OR")
 def test_plain_queries_parse_as_the_parser_parses_them(q: str) -> None:
     assert _parse_outcome(parse_query, q) == _parse_outcome(_parse, q)

@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from digestbot.core.text import analyze, fold, join_key, normalize_word, phrase_in, raw_words, s_stem, stem
+from digestbot.core.text import (
+    Field,
+    analyze,
+    fold,
+    join_key,
+    normalize_word,
+    pair_joins_for,
+    phrase_in,
+    raw_words,
+    s_stem,
+    stem,
+)
 
 
 def tokens(text: str) -> list[str]:
@@ -223,3 +236,79 @@ def test_phrase_in_finds_a_hyphen_part_inside_a_longer_word() -> None:
     assert phrase_in(("transformer", "based"), analyze("Transformer-based GAN"))
     assert phrase_in(("gpt", "4"), analyze("GPT-4 and others"))
     assert not phrase_in(("gpt", "4"), analyze("GPT-3 and 4 others"))
+
+
+# ---- analyze against a word-by-word statement of what it makes ----------------------------------
+
+def plain_analysis(text: str, vocabulary: set[str] | None) -> Field:
+    """What ``analyze`` makes, written word by word, as the module docstring and ``Field`` say."""
+    words = [word.split("-") for word in raw_words(text)]
+    starts = [sum(map(len, words[:k])) for k in range(len(words))]
+
+    def wanted(left: str, right: str) -> str | None:
+        joined = join_key(left, right)
+        return joined if vocabulary is None or joined in vocabulary else None
+
+    field = Field()
+    joins = set()
+    for start, parts in zip(starts, words):
+        field.tokens += [stem(part) for part in parts]
+        field.words |= {stem(part) for part in parts} | set(parts)
+        if len(parts) > 1:  # a hyphenated word: its hyphen join spans it, inner joins of three parts or more
+            field.spans.setdefault(start, []).append((join_key(*parts), len(parts)))
+            field.words |= {join_key(*parts), "".join(parts)}
+            for j in range(len(parts) - 1) if len(parts) > 2 else ():
+                if (inner := wanted(parts[j], parts[j + 1])) is not None:
+                    field.spans.setdefault(start + j, []).append((inner, 2))
+                    joins.add(inner)
+    for k in range(len(words) - 1):  # the pair join of a word's last part and the next word's first
+        if (pair := wanted(words[k][-1], words[k + 1][0])) is not None:
+            field.spans.setdefault(starts[k] + len(words[k]) - 1, []).append((pair, 2))
+            joins.add(pair)
+    field.terms = field.words | joins
+    return field
+
+
+written = st.sampled_from(["time", "series", "Time-Series", "auto", "regressive", "non-auto-regressive", "pre",
+                           "trained", "pre-trained", "models", "model's", "state-of-the-art", "GPT-4", "studies",
+                           "a", "x-y-z", "—", "--", "-lead", "trail-", ",", "(", "naïve", "Straße"])
+separator = st.sampled_from([" ", " ", " ", "-", ", ", "\u2013", "'"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(pieces=st.lists(st.tuples(written, separator), max_size=12),
+       vocabulary=st.one_of(st.none(), st.sets(st.sampled_from(["timesery", "autoregressive", "pretrained",
+                                                                 "trainedmodel", "stateof", "ofthe", "xy", "yz",
+                                                                 "seriesauto", "modelsstate"]))))
+def test_analyze_agrees_with_a_word_by_word_analysis(pieces, vocabulary) -> None:
+    text = "".join(word + sep for word, sep in pieces)
+    expected = plain_analysis(text, vocabulary)
+    assert analyze(text, vocabulary) == expected
+    if vocabulary is not None:
+        assert analyze(text, pair_joins_for(vocabulary)) == expected  # the batch's way of giving it
+
+
+def phrase_at_reference(words: list[str], pairs: list[str], doc: Field, p: int, i: int = 0) -> bool:
+    """``phrase_starts_at`` as a plain recursion: each step takes a phrase word (or two, joined)
+    as a token or as a joined form spanning tokens."""
+    if i == len(words):
+        return True
+    if p >= len(doc.tokens):
+        return False
+    steps = [(doc.tokens[p], 1), *doc.spans.get(p, ())]
+    return any((term == words[i] and phrase_at_reference(words, pairs, doc, p + length, i + 1))
+               or (i + 1 < len(words) and term == pairs[i]
+                   and phrase_at_reference(words, pairs, doc, p + length, i + 2))
+               for term, length in steps)
+
+
+@settings(max_examples=400, deadline=None)
+@given(doc=st.lists(written, max_size=10).map(" ".join), query=st.lists(written, min_size=1, max_size=4).map(" ".join))
+def test_phrase_in_agrees_with_a_plain_recursion(doc: str, query: str) -> None:
+    raw = phrase(query)
+    if not raw:
+        return
+    field = analyze(doc)
+    words = [stem(w) for w in raw]
+    pairs = [join_key(raw[i], raw[i + 1]) for i in range(len(raw) - 1)]
+    assert phrase_in(raw, field) == any(phrase_at_reference(words, pairs, field, p) for p in range(len(field.tokens)))

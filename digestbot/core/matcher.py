@@ -26,7 +26,7 @@ import gc
 from collections import Counter, defaultdict, deque
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from itertools import accumulate, chain, count, repeat
+from itertools import accumulate, chain, compress, count, repeat
 from operator import add, itemgetter
 
 from digestbot.core.query import And, FieldName, Node, Not, Or, Phrase, Prefix, Run, Term, run_holds
@@ -52,7 +52,8 @@ def vocabulary(node: Node) -> set[str]:
     if isinstance(node, Term):
         return {node.key}
     if isinstance(node, (Phrase, Run)):
-        return set().union(*(_word_alternatives(node.raw, i) for i in range(len(node.raw))))
+        raw = node.raw
+        return {*map(stem, raw), *map(join_key, raw, raw[1:])}  # each word, each two neighbours joined
     if isinstance(node, (And, Or)):
         return set().union(*(vocabulary(child) for child in node.children))
     if isinstance(node, Not):
@@ -127,10 +128,13 @@ class QueryIndex:
             self._query_id[node], self._nodes[qid], self._anchors[qid] = qid, node, found
             self._owners[qid] = set()
             for kind, value in found:
-                if kind == "term":
-                    self._by_term.setdefault(value, set()).add(qid)
+                index = self._by_term if kind == "term" else self._by_prefix
+                anchored = index.get(value)
+                if anchored is None:
+                    index[value] = {qid}
                 else:
-                    self._by_prefix.setdefault(value, set()).add(qid)
+                    anchored.add(qid)
+                if kind == "prefix":
                     self._prefix_lengths[len(value)] += 1
             self._vocabulary.update(vocabulary(node))
         self._owners[qid].add(owner)
@@ -202,43 +206,41 @@ class Batch:
         self._bits: dict[tuple[str, str], int] = {}
         self._word_bits: dict[tuple[str, str], int] = {}
         self._joined_bits: dict[tuple[str, str], int] = {}
-        self._texts: list[list[str | None]] = [[None] * self.size for _ in FIELDS]
         self._memo: dict[Node, int] = {}
 
     def _index(self, papers: Sequence[tuple[str, str]], joins: dict[str, str]) -> None:
         """Analyse the papers and build the postings."""
         self._fields: list[tuple[Field, Field]] = [(analyze(title, joins), analyze(abstract, joins))
                                                    for title, abstract in papers]
-        # Per field: word → papers and pair join → papers, kept apart because a prefix matches
-        # written words only (timeser* must not find "time series" through the join "timesery"),
-        # and joined form (hyphen or pair join) → papers where it spans words (for phrases).
+        # Per field: word → papers, and joined form (hyphen or pair join) → papers where it spans
+        # words. Kept apart because a prefix matches written words only (timeser* must not find
+        # "time series" through the join "timesery"). A term is a word or a joined form: every
+        # term that is not a word (a pair join) spans words.
         self._word_postings: dict[str, dict[str, list[int]]] = {}
-        self._join_postings: dict[str, dict[str, list[int]]] = {}
         self._span_postings: dict[str, dict[str, list[int]]] = {}
         self._words: dict[str, list[str]] = {}
+        # Per field and paper, its tokens between spaces: a phrase written word by word is a substring.
+        self._texts: list[list[str]] = []
         for index, name in enumerate(FIELDS):
             words: defaultdict[str, list[int]] = defaultdict(list)
-            joins_at: defaultdict[str, list[int]] = defaultdict(list)
             spans_at: defaultdict[str, list[int]] = defaultdict(list)
             for position, fields in enumerate(self._fields):
                 fld = fields[index]
                 # "for word in fld.words: words[word].append(position)" as a C loop (deque eats the Nones)
                 deque(map(list.append, map(words.__getitem__, fld.words), repeat(position)), 0)
-                if len(fld.terms) > len(fld.words):
-                    deque(map(list.append, map(joins_at.__getitem__, fld.terms - fld.words), repeat(position)), 0)
                 if fld.spans:  # a position may repeat: harmless in a bitset
                     span_terms = map(itemgetter(0), chain.from_iterable(fld.spans.values()))
                     deque(map(list.append, map(spans_at.__getitem__, span_terms), repeat(position)), 0)
-            self._word_postings[name], self._join_postings[name] = dict(words), dict(joins_at)
-            self._span_postings[name] = dict(spans_at)
+            self._word_postings[name], self._span_postings[name] = dict(words), dict(spans_at)
             # Words (not pair joins) sorted, so that a prefix finds its words by bisection.
             self._words[name] = sorted(words)
+            self._texts.append([f" {' '.join(fields[index].tokens)} " for fields in self._fields])
 
     def term_set(self) -> set[str]:
         """Every term (word or pair join) of any field of any paper."""
         found = set(self._word_postings["title"])
-        for postings in (self._join_postings["title"], self._word_postings["abstract"],
-                         self._join_postings["abstract"]):
+        for postings in (self._span_postings["title"], self._word_postings["abstract"],
+                         self._span_postings["abstract"]):
             found.update(postings)
         return found
 
@@ -255,9 +257,8 @@ class Batch:
             bits = self._bits.get(key)
             if bits is None:
                 bits = self._written_bits(name, term)
-                joined = self._join_postings[name].get(term)
-                if joined:  # else share the written bits' int rather than store a copy
-                    bits |= to_bits(joined, self.size)
+                if term in self._span_postings[name]:  # else share the written bits' int rather than copy it
+                    bits |= self._span_bits(name, term)
                 self._bits[key] = bits
             result |= bits
         return result
@@ -329,9 +330,9 @@ class Batch:
     def _phrase_bits(self, node: Phrase) -> int:
         """``phrase_in`` for every paper, with bitsets sparing most papers the word-by-word search.
 
-        In a paper where no word of the phrase is a joined form (a span) and none of the phrase's
-        own joins is a term, the phrase can only be written word by word: then it is there if and
-        only if its words are consecutive tokens, which one substring search answers.
+        Where the phrase's words are consecutive tokens, it is there, which one substring search
+        answers. Otherwise it can be there only where a word of the phrase is a joined form (a
+        span) or one of the phrase's own joins is a term: only those papers are searched word by word.
         """
         raw, phrase, size = node.raw, _PhraseSearch(node.raw), self.size
         result = 0
@@ -356,18 +357,17 @@ class Batch:
             for word in phrase.word_set:
                 joined |= self._span_bits(name, word)
             index = FIELDS.index(name)
-            fields, texts, spaced = self._fields, self._texts[index], phrase.spaced
-            found = []
-            for position in self.positions(candidates & ~joined & ~result):
-                text = texts[position]
-                if text is None:
-                    text = texts[position] = f" {' '.join(fields[position][index].tokens)} "
-                if spaced in text:
-                    found.append(position)
-            for position in self.positions(candidates & joined & ~result):
-                if phrase.found_in(fields[position][index]):
-                    found.append(position)
-            result |= to_bits(found, size)
+            unsure = self.positions(candidates & ~result)
+            # "[p for p in unsure if phrase.spaced in texts[p]]" as a C loop
+            texts = self._texts[index]
+            written = to_bits(list(compress(unsure, map(str.__contains__, map(texts.__getitem__, unsure),
+                                                        repeat(phrase.spaced)))), size)
+            result |= written
+            searched = candidates & joined & ~result
+            if searched:
+                spanned = [(head, self._span_bits(name, head)) for head in phrase.heads]
+                result |= to_bits([p for p in self.positions(searched) if phrase.found_in(
+                    self._fields[p][index], [head for head, bits in spanned if bits >> p & 1])], size)
         return result
 
     @staticmethod
@@ -392,17 +392,19 @@ class _PhraseSearch:
         self.spaced = f" {' '.join(self.words)} "  # the words as consecutive tokens between spaces
         self.word_set, self.pair_set = set(self.words), set(self.pairs)
 
-    def found_in(self, doc: Field) -> bool:
+    def found_in(self, doc: Field, spanned_heads: Sequence[str]) -> bool:
         """The search of ``phrase_in``, started only where the phrase's first word (or its join
-        with the second) starts instead of at every position."""
+        with the second) starts instead of at every position. ``spanned_heads``: the heads that
+        are joined forms in ``doc`` (the others are looked for among its tokens only)."""
         tokens, spans, words, pairs = doc.tokens, doc.spans, self.words, self.pairs
 
         for head in self.heads:
             if head not in doc.terms:
                 continue
-            for p in [p for p, found in spans.items() for term, _ in found if term == head]:
-                if phrase_starts_at(words, pairs, doc, p):
-                    return True
+            if head in spanned_heads:
+                for p in [p for p, found in spans.items() for term, _ in found if term == head]:
+                    if phrase_starts_at(words, pairs, doc, p):
+                        return True
             p = -1
             while True:  # list.index finds the next token equal to head at C speed
                 try:
@@ -430,13 +432,20 @@ def gc_paused() -> Iterator[None]:
 
 
 def to_bits(positions, size: int) -> int:
-    """The bitset of ``positions`` (each below ``size``)."""
+    """The bitset of ``positions`` (each below ``size``; repeats are harmless)."""
     if not positions:
         return 0
-    data = bytearray((size + 7) // 8)
-    for p in positions:
-        data[p >> 3] |= 1 << (p & 7)
-    return int.from_bytes(data, "little")
+    if len(positions) * 12 < size:  # a few: set bit by bit
+        data = bytearray((size + 7) // 8)
+        for p in positions:
+            data[p >> 3] |= 1 << (p & 7)
+        return int.from_bytes(data, "little")
+    # Many (a common word's papers): a '1' digit at each position, written by a C loop, read as
+    # a number in base 2, costs less than a Python step per position.
+    digits = bytearray(b"0") * size
+    deque(map(digits.__setitem__, positions, repeat(ord("1"))), 0)
+    digits.reverse()
+    return int(digits, 2)
 
 
 # Kept for callers that only need one query against a few papers.

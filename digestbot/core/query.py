@@ -299,14 +299,20 @@ class _Parser:
 
 # Most queries have a plain shape, and a matcher parses thousands at a time: for these shapes,
 # what the parser makes is made directly. Plain words are ASCII letters and digits, which
-# folding only lower-cases; anything else (fields, exclusions, AND, accents...) is parsed.
+# folding only lower-cases; anything else (parentheses, prefixes in a field, accents...) is parsed.
 _PLAIN = "[A-Za-z0-9]+"
 _PLAIN_SHAPES = [(re.compile(pattern), shape) for pattern, shape in (
     (f"{_PLAIN}(?: +OR +{_PLAIN})+", "alternatives"),  # pruning OR distillation: an Or of Terms
-    (f"{_PLAIN}(?: +{_PLAIN})*", "words"),  # vision transformer: a Term or a Run (tried second: OR is a word)
+    # diffusion -survey, vision transformer NOT video: an And of a Term or a Run, and a Not
+    (f"({_PLAIN}(?: +{_PLAIN})*) +(?:-|NOT +)({_PLAIN})", "exclusion"),
+    # vision transformer, vision AND transformer: a Term or a Run (tried after the shapes above,
+    # whose operators are words too)
+    (f"{_PLAIN}(?: +{_PLAIN})*", "words"),
     (f"{_PLAIN}(?:-{_PLAIN})+", "hyphenated"),  # self-attention: a Phrase
-    (f'"{_PLAIN}(?: +{_PLAIN})*"', "quoted"),  # "language models": a Phrase (a Term if one word)
+    (f'"({_PLAIN}(?: +{_PLAIN})*)"', "quoted"),  # "language models": a Phrase (a Term if one word)
     ("[A-Za-z0-9]{%d,}[*]" % MIN_PREFIX, "prefix"),  # quantiz*: a Prefix
+    (f"(title|abstract):({_PLAIN})", "field word"),  # title:agent: a Term in a field
+    (f'(title|abstract):"({_PLAIN}(?: +{_PLAIN})*)"', "field quoted"),  # title:"world model"
 )]
 _OPERATORS = frozenset(("OR", "AND", "NOT"))
 
@@ -317,22 +323,54 @@ def parse_query(query: str) -> Node:
 
 
 def _parse_plain(query: str) -> Node | None:
-    """What ``_parse`` makes of a query of a plain shape; None for any other query."""
-    shape = next((shape for pattern, shape in _PLAIN_SHAPES if pattern.fullmatch(query)), None)
-    if shape is None:
+    """What ``_parse`` makes of a query of a plain shape; None for any other query (and for
+    plain queries the parser refuses, so that it says why)."""
+    match, shape = next(((m, shape) for pattern, shape in _PLAIN_SHAPES if (m := pattern.fullmatch(query))),
+                        (None, None))
+    if match is None:
         return None
-    words = query.lower().strip('"*').replace("-", " ").split()
-    if len(words) > MAX_TERMS:
-        return None
-    if shape == "words" and _OPERATORS.isdisjoint(query.split()):
-        return Term(stem(words[0])) if len(words) == 1 else Run(tuple(words))
-    if shape == "alternatives" and _OPERATORS.isdisjoint(query.split()[::2]):
-        return Or(tuple(Term(stem(word)) for word in words[::2]))  # every other word is OR
-    if shape in ("hyphenated", "quoted"):
-        return Term(stem(words[0])) if len(words) == 1 else Phrase(tuple(words))
+    if shape == "alternatives":
+        written = query.split()
+        if not _OPERATORS.isdisjoint(written[::2]):  # every other word is OR
+            return None
+        return _plain_terms(written[::2], lambda words: Or(tuple(Term(stem(word)) for word in words)))
+    if shape == "exclusion":
+        included, excluded = match[1].split(), match[2]
+        if not _OPERATORS.isdisjoint((*included, excluded)):
+            return None
+        return _plain_terms([*included, excluded],
+                            lambda words: And((_term_or_run(words[:-1]), Not(Term(stem(words[-1]))))))
+    if shape == "words":
+        written = query.split()
+        if "OR" in written or "NOT" in written:
+            return None
+        # A written AND means what juxtaposition means, between two words only.
+        ands = [i for i, word in enumerate(written) if word == "AND"]
+        if ands and (ands[0] == 0 or ands[-1] == len(written) - 1 or any(b - a == 1 for a, b in zip(ands, ands[1:]))):
+            return None
+        return _plain_terms([word for word in written if word != "AND"], _term_or_run)
+    if shape == "hyphenated":
+        return _plain_terms(query.split("-"), _term_or_phrase)
+    if shape == "quoted":
+        return _plain_terms(match[1].split(), _term_or_phrase)
     if shape == "prefix":
-        return Prefix(words[0])
-    return None
+        return Prefix(query[:-1].lower())
+    if shape == "field word":
+        return None if match[2] in _OPERATORS else Term(stem(match[2].lower()), match[1])  # type: ignore[arg-type]
+    return _plain_terms(match[2].split(), lambda words: _term_or_phrase(words, match[1]))  # field quoted
+
+
+def _plain_terms(written: list[str], make) -> Node | None:
+    """``make`` of the lower-cased words, or None past the parser's limit on terms."""
+    return None if len(written) > MAX_TERMS else make([word.lower() for word in written])
+
+
+def _term_or_run(words: list[str]) -> Node:
+    return Term(stem(words[0])) if len(words) == 1 else Run(tuple(words))
+
+
+def _term_or_phrase(words: list[str], field: FieldName = "any") -> Node:
+    return Term(stem(words[0]), field) if len(words) == 1 else Phrase(tuple(words), field)
 
 
 def _parse(query: str) -> Node:

@@ -15,8 +15,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from bisect import bisect_right
-from itertools import compress, count
+from itertools import accumulate, compress, count, repeat
 from operator import add
 
 # A word: letters/digits, possibly joined by hyphens or apostrophes (already mapped to '-').
@@ -24,7 +23,6 @@ _WORD = re.compile(r"[^\W_]+(?:-[^\W_]+)*")
 _ASCII_SPACES = str.maketrans({chr(c): " " for c in range(128) if not (chr(c).isalnum() or chr(c) == "-")})
 _DASHES = str.maketrans({c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u00ad'\u2019"})
 
-_stem_cache: dict[str, str] = {}
 _STEM_CACHE_LIMIT = 500_000
 
 
@@ -44,13 +42,21 @@ def s_stem(word: str) -> str:
     return word[:-1]
 
 
+class _StemCache(dict):
+    """word → its stem, worked out on a word's first look-up: a batch's words repeat a lot."""
+
+    def __missing__(self, word: str) -> str:
+        if len(self) >= _STEM_CACHE_LIMIT:
+            self.clear()
+        stemmed = self[word] = s_stem(word)
+        return stemmed
+
+
+_stems = _StemCache()
+
+
 def stem(word: str) -> str:
-    cached = _stem_cache.get(word)
-    if cached is None:
-        if len(_stem_cache) >= _STEM_CACHE_LIMIT:
-            _stem_cache.clear()
-        cached = _stem_cache[word] = s_stem(word)
-    return cached
+    return _stems[word]
 
 
 def fold(text: str) -> str:
@@ -63,15 +69,20 @@ def fold(text: str) -> str:
 
 def raw_words(text: str) -> list[str]:
     """The folded words of ``text``, hyphenated ones kept whole (``auto-regressive``)."""
+    return _spaced_words(text).split()
+
+
+def _spaced_words(text: str) -> str:
+    """The folded words of ``text`` separated by whitespace, hyphens kept only between letters or digits."""
     folded = fold(text)
     if folded.isascii():
-        # The same words, faster: every ASCII character but letters, digits and '-' to a space,
-        # then split. It differs from the pattern only where a '-' is not between two letters
-        # or digits, which the substring tests catch.
+        # The same words, faster: every ASCII character but letters, digits and '-' to a space.
+        # It differs from the pattern only where a '-' is not between two letters or digits,
+        # which the substring tests catch.
         spaced = folded.translate(_ASCII_SPACES)
         if not ("--" in spaced or " -" in spaced or "- " in spaced or spaced[:1] == "-" or spaced[-1:] == "-"):
-            return spaced.split()
-    return _WORD.findall(folded)
+            return spaced
+    return " ".join(_WORD.findall(folded))
 
 
 def normalize_word(word: str) -> list[str]:
@@ -122,76 +133,59 @@ def analyze(text: str, pair_vocabulary: set[str] | frozenset[str] | dict[str, st
     ``pair_joins_for`` is the fast way to give the same vocabulary for many texts.
 
     Papers are analysed by the thousand, so the work is done list-at-a-time with ``map`` and
-    set operations (C loops) rather than word by word.
+    set operations (C loops) rather than word by word; only hyphenated words and the joins
+    found take a Python loop.
     """
-    words = raw_words(text)
+    spaced = _spaced_words(text)
+    words = spaced.split()
     if not words:
         return Field()
-    hyphenated = [k for k, word in enumerate(words) if "-" in word] if "-" in "".join(words) else []
-    if hyphenated:
-        # Each word's first and last part (pair joins are formed from them), and extra[i]: the
-        # positions the first i hyphenated words take beyond one each (word k starts at k + that).
-        firsts, lasts, extra = words.copy(), words.copy(), [0]
-        for k in hyphenated:
-            word = words[k]
-            firsts[k], lasts[k] = word[:word.index("-")], word[word.rindex("-") + 1:]
-            extra.append(extra[-1] + word.count("-"))
-        parts = "-".join(words).split("-")
-    else:
-        firsts = lasts = parts = words
-    tokens = list(map(_stem_cache.get, parts))  # the hot path looks stems up in stem()'s cache
-    if not all(tokens):  # some stems not cached yet (a stem is never empty)
-        tokens = [token or stem(part) for token, part in zip(tokens, parts)]
-
-    pairs = list(map(add, lasts, firsts[1:]))  # pairs[k]: the end of word k run into word k + 1
-    if pair_vocabulary is None:
-        kept = list(enumerate(map(stem, pairs)))
-    elif isinstance(pair_vocabulary, dict):
-        found = pair_vocabulary.keys() & pairs
-        # the k of the pairs found, picked out by compress (a C loop) rather than a Python one
-        kept = [(k, pair_vocabulary[pairs[k]]) for k in compress(count(), map(found.__contains__, pairs))]
-    else:
-        kept = [(k, joined) for k, joined in enumerate(map(stem, pairs)) if joined in pair_vocabulary]
-
-    # A position starts at most one span: a hyphen join at a word's first part, a pair join at
-    # its last part, and these are one part only when the word has no hyphen.
-    spans: dict[int, list[tuple[str, int]]] = {}
+    parts = spaced.replace("-", " ").split() if "-" in spaced else words
+    tokens = list(map(_stems.__getitem__, parts))  # stem() without a Python call per word
     # Written forms too, so that a prefix finds what was written (studi* finds "studies").
     # An unstemmed word that its stem changed ends in "s" and is never any word's stem, so
     # adding it cannot make a term match where it should not.
     word_set = set(tokens).union(parts)
-    joins = [joined for _, joined in kept]
-    if hyphenated:
-        for i, k in enumerate(hyphenated):
-            word_parts = words[k].split("-")
-            start = k + extra[i]
-            joined = join_key(*word_parts)
-            spans.setdefault(start, []).append((joined, len(word_parts)))
-            word_set.add(joined)
-            word_set.add("".join(word_parts))
-            # Inside a longer hyphenated word, adjacent parts join too: "non-auto-regressive"
-            # holds "autoregressive" (kept, like pair joins, only when some query wants it).
-            for j in range(len(word_parts) - 1) if len(word_parts) > 2 else ():
-                inner = _wanted_join(word_parts[j], word_parts[j + 1], pair_vocabulary)
-                if inner is not None:
-                    spans.setdefault(start + j, []).append((inner, 2))
-                    joins.append(inner)
-        for k, joined in kept:  # word k ends at the position before word k + 1 starts
-            spans.setdefault(k + extra[bisect_right(hyphenated, k)], []).append((joined, 2))
+
+    # Joins of adjacent parts, at the position of the first: between two words a pair join,
+    # inside a word of three parts or more an inner join ("non-auto-regressive" holds
+    # "autoregressive"); both kept only when the vocabulary wants them. Inside a word of two
+    # parts, the join is the word's hyphen join (a word, always kept).
+    pairs = list(map(add, parts, parts[1:]))
+    if pair_vocabulary is None:
+        joins = list(map(stem, pairs))
+        kept = list(enumerate(joins))
     else:
-        for k, joined in kept:
-            spans[k] = [(joined, 2)]
+        if not isinstance(pair_vocabulary, dict):
+            pair_vocabulary = pair_joins_for(pair_vocabulary)
+        found = pair_vocabulary.keys() & pairs
+        joins = list(map(pair_vocabulary.__getitem__, found))
+        # the positions of the pairs found, picked out by compress (a C loop) rather than a Python one
+        kept = [(p, pair_vocabulary[pairs[p]]) for p in compress(count(), map(found.__contains__, pairs))]
+
+    spans: dict[int, list[tuple[str, int]]]
+    if parts is words:
+        spans = {p: [(joined, 2)] for p, joined in kept}
+    else:
+        spans = {}
+        # A hyphenated word spans its parts with its hyphen join; word k starts at k plus the
+        # hyphens before it. A position holds that join first, then the join of two parts.
+        hyphens = list(map(str.count, words, repeat("-")))
+        hyphens_before = list(accumulate(hyphens, initial=0))
+        two_part_starts = set()
+        for k in compress(count(), hyphens):
+            word, start = words[k], k + hyphens_before[k]
+            written = word.replace("-", "")
+            joined = stem(written)
+            spans[start] = [(joined, hyphens[k] + 1)]
+            word_set.add(joined)
+            word_set.add(written)
+            if hyphens[k] == 1:
+                two_part_starts.add(start)
+        for p, joined in kept:
+            if p not in two_part_starts:
+                spans.setdefault(p, []).append((joined, 2))
     return Field(tokens, spans, word_set, word_set.union(joins))
-
-
-def _wanted_join(left: str, right: str, vocabulary) -> str | None:
-    """The stemmed join of two adjacent raw parts, if ``vocabulary`` (as given to analyze) wants it."""
-    if vocabulary is None:
-        return join_key(left, right)
-    if isinstance(vocabulary, dict):
-        return vocabulary.get(left + right)
-    joined = join_key(left, right)
-    return joined if joined in vocabulary else None
 
 
 def phrase_in(raw: tuple[str, ...], doc: Field) -> bool:
@@ -214,24 +208,25 @@ def phrase_starts_at(words: list[str], pairs: list[str], doc: Field, start: int)
     """Whether a phrase (its stemmed words, and the joins of adjacent ones) occurs from ``start``.
 
     At each step the next phrase word matches a token or a joined form spanning tokens, or the
-    next two phrase words, joined, do.
+    next two phrase words, joined, do. Every way is tried (depth first, with a stack of
+    (phrase words matched, next position) rather than recursion).
     """
     tokens, spans, n = doc.tokens, doc.spans, len(words)
-
-    def extend(i: int, p: int) -> bool:
+    todo = [(0, start)]
+    while todo:
+        i, p = todo.pop()
         if i == n:
             return True
         if p >= len(tokens):
-            return False
-        if tokens[p] == words[i] and extend(i + 1, p + 1):
-            return True
-        if i + 1 < n and tokens[p] == pairs[i] and extend(i + 2, p + 1):
-            return True
+            continue
+        token = tokens[p]
+        if token == words[i]:
+            todo.append((i + 1, p + 1))
+        if i + 1 < n and token == pairs[i]:
+            todo.append((i + 2, p + 1))
         for term, length in spans.get(p, ()):
-            if term == words[i] and extend(i + 1, p + length):
-                return True
-            if i + 1 < n and term == pairs[i] and extend(i + 2, p + length):
-                return True
-        return False
-
-    return extend(0, start)
+            if term == words[i]:
+                todo.append((i + 1, p + length))
+            if i + 1 < n and term == pairs[i]:
+                todo.append((i + 2, p + length))
+    return False

@@ -37,20 +37,36 @@ class NewPaper:
 
 class BatchMatches:
     """What matching a batch of papers finds, made as it is read, so that storing can start
-    before matching ends: (query text, ids of the papers to store for it), one query at a time.
-    Read once; then ``subscription_matches`` is the number of (subscription, paper) matches."""
+    before matching ends. Read once (``documents``); then ``subscription_matches`` is the number
+    of (subscription, paper) matches."""
 
     def __init__(self, found: Iterator[tuple[str, int, int]], paper_ids: list[int]) -> None:
         self._found = found  # (query text, bitset of the positions to store, subscription matches)
         self._paper_ids = paper_ids
         self.subscription_matches = 0
 
-    def __iter__(self) -> Iterator[tuple[str, list[int]]]:
-        ids = self._paper_ids
+    def documents(self, queries_per_document: int) -> Iterator[tuple[str, int]]:
+        """The matches to store as JSON objects ``{query text: [paper ids]}`` of up to that many
+        queries each, with the number of (query, paper) pairs in each. Each paper id is turned
+        into text once for the batch rather than once per match (millions of them)."""
+        id_texts = list(map(str, self._paper_ids))
+        ids_of: dict[int, str] = {}  # bitset → its ids: different queries often match the same papers
+        members: list[str] = []
+        pairs = 0
         for query, kept, subscription_matches in self._found:
             self.subscription_matches += subscription_matches
-            if kept:
-                yield query, list(map(ids.__getitem__, Batch.positions(kept)))
+            if not kept:
+                continue
+            ids = ids_of.get(kept)
+            if ids is None:
+                ids = ids_of[kept] = ",".join(map(id_texts.__getitem__, Batch.positions(kept)))
+            pairs += kept.bit_count()
+            members.append(f"{json.dumps(query)}:[{ids}]")
+            if len(members) == queries_per_document:
+                yield f"{{{','.join(members)}}}", pairs
+                members, pairs = [], 0
+        if members:
+            yield f"{{{','.join(members)}}}", pairs
 
 
 def next_subscription_version(session: Session) -> int:
@@ -97,12 +113,13 @@ class SubscriptionMatcher:
                 select(Subscription.id, Subscription.query, Subscription.active, Subscription.match_since,
                        Subscription.version)
                 .where(Subscription.version > self.version).order_by(Subscription.version)
-            ).all()
-            for row in rows:
-                self._drop(row.id)
-                if row.active:
-                    self._add(row.id, row.query, row.match_since)
-                self.version = max(self.version, row.version)
+            ).tuples().all()
+            for subscription_id, query, active, since, _ in rows:
+                self._drop(subscription_id)
+                if active:
+                    self._add(subscription_id, query, since)
+            if rows:
+                self.version = rows[-1][-1]  # the rows come in version order
             return len(rows)
 
     def _add(self, subscription_id: int, query: str, since: datetime) -> None:
@@ -144,8 +161,11 @@ class SubscriptionMatcher:
         for query, matched in self.index.match_bits(batch):
             since = self._subscribers[query].values()
             # Every paper is kept for the query that some subscriber takes; each counts per taker.
-            yield (query, matched & seen_since(min(since)),
-                   sum((matched & seen_since(s)).bit_count() for s in since))
+            kept = matched & seen_since(min(since))
+            if matched & seen_since(max(since)) == kept:  # the usual case: every subscriber takes them all
+                yield query, kept, kept.bit_count() * len(since)
+            else:
+                yield query, kept, sum((matched & seen_since(s)).bit_count() for s in since)
 
     def match_and_store(self, session: Session, papers: Sequence[NewPaper], now: datetime | None = None) -> int:
         """Match and store; returns the number of (subscription, paper) matches. A match needs no
@@ -155,7 +175,7 @@ class SubscriptionMatcher:
         with gc_paused():
             self.sync(session)
             found = self.match(papers)
-            store_query_matches(session, found)
+            store_batch_matches(session, found)
         return found.subscription_matches
 
 
@@ -228,10 +248,22 @@ _INSERT_STATEMENTS = {
 
 
 def store_query_matches(session: Session, matches: Iterable[tuple[str, list[int]]]) -> int:
-    """Store (query text, paper ids) matches, ignoring pairs already stored; returns how many were given.
+    """Store (query text, paper ids) matches, ignoring pairs already stored; returns how many were given."""
+    documents = ((json.dumps(dict(chunk)), sum(len(ids) for _, ids in chunk))
+                 for chunk in _chunks(((query, ids) for query, ids in matches if ids), STORE_CHUNK))
+    return _write_documents(session, documents)
 
-    Chunks are written by a background thread, one at a time, while ``matches`` makes the next
-    (the session is not used meanwhile): on two cores, storing costs little more than matching.
+
+def store_batch_matches(session: Session, found: BatchMatches) -> int:
+    """Store what matching a batch found, as it is found; returns the number of (query, paper) pairs."""
+    return _write_documents(session, found.documents(STORE_CHUNK))
+
+
+def _write_documents(session: Session, documents: Iterable[tuple[str, int]]) -> int:
+    """Store (JSON object of matches, pairs in it) documents; returns the sum of the pairs.
+
+    Documents are written by a background thread, one at a time, while ``documents`` makes the
+    next (the session is not used meanwhile): on two cores, storing costs little more than matching.
     """
     connection = session.connection()
     statements = [text(sql) for sql in _INSERT_STATEMENTS[connection.dialect.name]]
@@ -243,9 +275,8 @@ def store_query_matches(session: Session, matches: Iterable[tuple[str, list[int]
     given = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="digestbot-store") as writer:
         writing = None
-        for chunk in _chunks(((query, ids) for query, ids in matches if ids), STORE_CHUNK):
-            given += sum(len(ids) for _, ids in chunk)
-            document = json.dumps(dict(chunk))
+        for document, pairs in documents:
+            given += pairs
             if writing is not None:
                 writing.result()  # one statement at a time on the connection; raises what it raised
             writing = writer.submit(write, document)
