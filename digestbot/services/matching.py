@@ -113,7 +113,7 @@ class SubscriptionMatcher:
                 select(Subscription.id, Subscription.query, Subscription.active, Subscription.match_since,
                        Subscription.version)
                 .where(Subscription.version > self.version).order_by(Subscription.version)
-            ).tuples().all()
+            ).all()
             for subscription_id, query, active, since, _ in rows:
                 self._drop(subscription_id)
                 if active:
