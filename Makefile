@@ -53,11 +53,12 @@ browser:
 	  [ -x "$(CHROMIUM_PATH)" ] || echo "warning: no Chromium at $(CHROMIUM_PATH): the browser test will skip (fail with DIGESTBOT_REQUIRE_BROWSER=1)"; \
 	}
 
-# The three benchmarks of BENCHMARKS.md (matching takes several minutes, mostly storing).
+# The four benchmarks of BENCHMARKS.md (a few minutes in all).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest_bench.py
 	$(BIN)/python benchmarks/delivery_bench.py
 	$(BIN)/python benchmarks/match_bench.py
+	$(BIN)/python benchmarks/web_bench.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .hypothesis
