@@ -440,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.papers:,} papers, seed {args.seed}: {result['matches']:,} matches "
               f"({figures['matches_per_subscription']:.1f} per subscription)")
         cpu = result["cpu"]
-        print(f"                 wall-clock   CPU")
+        print("                 wall-clock   CPU")
         print(f"  index          {timings['index']:6.2f} s {cpu['index']:6.2f} s   read, parse and add the subscriptions "
               f"({result['query_texts']:,} query texts)")
         print(f"  batch          {timings['batch']:6.2f} s {cpu['batch']:6.2f} s   analyse and index the papers")

@@ -121,6 +121,21 @@ def dumps(tmp_path: Path) -> Path:
     return folder
 
 
+def write_dated(path: Path, content: str | bytes, mtime: float) -> Path:
+    """Write a file as if saved at ``mtime`` (ingest defers a file modified after its ``now``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+    os.utime(path, (mtime, mtime))
+    return path
+
+
+def copy_samples(folder: Path, mtime: float) -> Path:
+    """The five sample dumps copied into ``folder``, as if saved at ``mtime``."""
+    for name in NAMES:
+        write_dated(folder / name, (SAMPLES / name).read_bytes(), mtime)
+    return folder
+
+
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
     """The one line a failing command prints: no traceback, starting with 'error: '."""
     assert "Traceback" not in proc.stderr, proc.stderr

@@ -395,7 +395,7 @@ def modified_dump(original: Path, target: Path) -> tuple[Path, list[str]]:
 
 
 def test_a_recipient_never_gets_the_same_paper_twice_in_a_cadence(engine, dumps, tmp_path) -> None:
-    sid = sub(engine, "ada@example.org", "diffusion")
+    sub(engine, "ada@example.org", "diffusion")
     ingest(engine, dumps / NAMES[0])
     builder = DigestBuilder(engine, settings(tmp_path, digest_max_papers=500))
     [first] = builder.build_due(utc(2025, 12, 1, 8, 0))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, event, func, select, text
 from sqlalchemy.orm import Session
 
-from conftest import SAMPLES
+from conftest import NAMES, SAMPLES, copy_samples, write_dated
 from digestbot.core.dumps import parse_dump
 from digestbot.core.identity import abstract_fingerprint, title_key
 from digestbot.services.ingest import LOAD_ALL_RATIO, MIN_RUN, _runs, ingest_paths
@@ -22,7 +21,6 @@ from digestbot.store import DumpFile, Paper, connect, migrate
 
 NOW = datetime(2025, 12, 31, 12, 0, tzinfo=UTC)
 MTIME = datetime(2025, 12, 1, 8, 0, tzinfo=UTC).timestamp()  # when the copies were "saved"
-NAMES = sorted(p.name for p in SAMPLES.iterdir())
 NEW = [70, 61, 102, 42, 67]
 # 002 re-lists IA-RED^2 as IA-RED$^2$ (1 update); 004 adds metadata to 20 papers seen before.
 UPDATED = [0, 0, 1, 0, 20]
@@ -34,21 +32,13 @@ SONGGEN = "SongGen: A Single Stage Auto-regressive Transformer for Text-to-Song 
 
 
 def write(path: Path, content: str | bytes, mtime: float = MTIME) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, str):
-        content = content.encode("utf-8")
-    path.write_bytes(content)
-    os.utime(path, (mtime, mtime))
-    return path
+    return write_dated(path, content, mtime)
 
 
 @pytest.fixture
 def dumps(tmp_path: Path) -> Path:
     """The five samples copied into a folder, saved a month before NOW."""
-    folder = tmp_path / "dumps"
-    for name in NAMES:
-        write(folder / name, (SAMPLES / name).read_bytes())
-    return folder
+    return copy_samples(tmp_path / "dumps", MTIME)
 
 
 def sample_text(index: int) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from conftest import SAMPLES
+from conftest import NAMES, copy_samples, write_dated
 from digestbot.core.query import Document, evaluate, parse_query
 from digestbot.core.recipients import parse_recipient
 from digestbot.core.schedule import Schedule, parse_schedule
@@ -33,25 +32,14 @@ from digestbot.store import Counter, Match, Paper, QueryMatch, Recipient, Subscr
 
 NOW = datetime(2025, 12, 31, 12, 0, tzinfo=UTC)
 MTIME = datetime(2025, 12, 1, 8, 0, tzinfo=UTC).timestamp()  # the copies were "saved" a month before NOW
-NAMES = sorted(p.name for p in SAMPLES.iterdir())
 NEW = [70, 61, 102, 42, 67]  # new papers per sample, ingested in order
 
 
 # ---- helpers ----------------------------------------------------------------------------------
 
-def write(path: Path, content: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
-    os.utime(path, (MTIME, MTIME))
-    return path
-
-
 @pytest.fixture
 def dumps(tmp_path: Path) -> Path:
-    folder = tmp_path / "dumps"
-    for name in NAMES:
-        write(folder / name, (SAMPLES / name).read_bytes())
-    return folder
+    return copy_samples(tmp_path / "dumps", MTIME)
 
 
 def ingest(engine: Engine, path: Path, now: datetime) -> FileResult:
@@ -417,7 +405,7 @@ def test_updated_and_unchanged_papers_are_not_matched_again(engine, dumps, tmp_p
     text = replace_once(text, changed_abstract, changed_abstract + " (see also zanzibarquux)")
     text = text.rstrip("\n") + ("\n\nZanzibarquux: A Benchmark for Nothing in Particular\n\n"
                                 "We study zanzibarquux generation in depth.\n")
-    modified = write(tmp_path / "modified.txt", text)
+    modified = write_dated(tmp_path / "modified.txt", text, MTIME)
     at = NOW + timedelta(hours=1)
     result = ingest(engine, modified, at)
     assert (result.new, result.updated, result.unchanged) == (1, 1, 69)

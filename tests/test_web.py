@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -24,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from conftest import SAMPLES
+from conftest import copy_samples
 from digestbot.core.schedule import parse_schedule
 from digestbot.core.tokens import LinkSigner
 from digestbot.services.digests import DigestBuilder, signing_key
@@ -92,14 +91,8 @@ def link_in(message: OutboxMessage, path: str) -> str:
 
 
 def ingest_samples(engine, tmp_path: Path, now: datetime) -> None:
-    """The sample dumps, ingested as if at ``now`` (their copies' mtime set well before it)."""
-    folder = tmp_path / "dumps"
-    folder.mkdir(exist_ok=True)
-    for sample in sorted(SAMPLES.iterdir()):
-        copy = folder / sample.name
-        copy.write_bytes(sample.read_bytes())
-        stamp = (now - timedelta(days=1)).timestamp()
-        os.utime(copy, (stamp, stamp))
+    """The sample dumps, ingested as if at ``now`` (their copies saved a day before it)."""
+    folder = copy_samples(tmp_path / "dumps", (now - timedelta(days=1)).timestamp())
     report = ingest_paths(engine, sorted(folder.iterdir()), now=now, settle_seconds=0)
     assert report.new > 300
 
