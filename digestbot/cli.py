@@ -224,11 +224,10 @@ def subscribe(app: App, recipient: str, query: str, cadence: str, at: str, day: 
             now=datetime.now(UTC),
         )
         result = subscriptions.subscription_json(sub) | {"backfilled": backfilled}
+        when = subscriptions.schedule_label(sub)
     if as_json:
         emit_json(result)
         return
-    when = {"instant": "as soon as papers arrive", "daily": f"daily at {result['at']} {result['tz']}",
-            "weekly": f"weekly on {result['day']} at {result['at']} {result['tz']}"}[result["cadence"]]
     out.print(f"subscription {result['id']}: {result['recipient']} gets papers matching {query!r} {when}")
     if backfill_days:
         out.print(f"{backfilled} paper(s) from the last {backfill_days} day(s) matched already")

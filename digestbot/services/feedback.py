@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from digestbot.core.recipients import parse_recipient
 from digestbot.errors import DigestbotError, NotFound
 from digestbot.services.subscriptions import unsubscribe_recipient
+from digestbot.store.db import insert_ignoring_duplicates
 from digestbot.store.models import OutboxMessage, Recipient, WebhookEvent
 
 # A hard bounce, a message SendGrid refused to send (its suppression lists: earlier bounces,
@@ -24,11 +24,10 @@ UNSUBSCRIBING = ("unsubscribe", "group_unsubscribe")
 
 def first_time(session: Session, source: str, event_id: str, now: datetime) -> bool:
     """Record an event id; False when it was already recorded (a provider's retry or a replay)."""
-    dialect = session.get_bind().dialect.name
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(WebhookEvent)
+    insert = insert_ignoring_duplicates(session.get_bind().dialect.name, WebhookEvent)
     # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT here.
     inserted = session.execute(
-        insert.values(source=source, event_id=event_id[:200], received_at=now).on_conflict_do_nothing()
+        insert.values(source=source, event_id=event_id[:200], received_at=now)
         .returning(WebhookEvent.event_id)
     ).first()
     return inserted is not None

@@ -339,8 +339,6 @@ def _touch(session: Session, paper_ids: list[int], now: datetime) -> None:
 def _runs(ids: list[int]) -> tuple[list[tuple[int, int]], list[int]]:
     """Sorted, distinct ids as (first, last) of each run of at least MIN_RUN consecutive ids,
     and the ids in shorter runs."""
-    if len(ids) >= MIN_RUN and ids[-1] - ids[0] == len(ids) - 1:
-        return [(ids[0], ids[-1])], []  # one run, as when the papers of a whole dump are listed again
     ranges, singles = [], []
     start = 0
     for end in range(1, len(ids) + 1):
@@ -396,7 +394,7 @@ def _store_dump(
     matched = 0
     if matcher is not None and new_ids:
         papers = [NewPaper(pid, row["title"], row["abstract"], now) for pid, row in zip(new_ids, fresh)]
-        matched = matcher.match_and_store(session, papers, now)
+        matched = matcher.match_and_store(session, papers)
 
     record.new, record.updated, record.unchanged = len(fresh), len(changed), len(unchanged_ids)
     return FileResult(path, "ingested", len(fresh), len(changed), len(unchanged_ids),

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
 
-from sqlalchemy import Engine, exists, insert, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, exists, select, text, update
 from sqlalchemy.orm import Session
 
 from digestbot.core.matcher import Batch, QueryIndex, gc_paused, to_bits, vocabulary
 from digestbot.core.query import Node, parse_query
+from digestbot.store.db import insert_ignoring_duplicates
 from digestbot.store.models import Counter, Paper, Subscription, SubscriptionPause
 
 
@@ -167,7 +167,7 @@ class SubscriptionMatcher:
             else:
                 yield query, kept, sum((matched & seen_since(s)).bit_count() for s in since)
 
-    def match_and_store(self, session: Session, papers: Sequence[NewPaper], now: datetime | None = None) -> int:
+    def match_and_store(self, session: Session, papers: Sequence[NewPaper]) -> int:
         """Match and store; returns the number of (subscription, paper) matches. A match needs no
         time stamp of its own: it was made when its paper was first seen (see ``Match``)."""
         # The batch is millions of small objects and gone when this returns: the collector would
@@ -205,7 +205,7 @@ def record_pauses(session: Session) -> None:
     open_pause = exists().where(SubscriptionPause.subscription_id == Subscription.id,
                                 SubscriptionPause.resumed_at.is_(None))
     session.execute(
-        _insert_ignoring_duplicates(session, SubscriptionPause).from_select(
+        insert_ignoring_duplicates(session.get_bind().dialect.name, SubscriptionPause).from_select(
             ["subscription_id", "paused_at"],
             select(Subscription.id, Subscription.updated_at).where(Subscription.active.is_(False), ~open_pause))
     )
@@ -217,16 +217,6 @@ def record_pauses(session: Session) -> None:
             update(SubscriptionPause).where(SubscriptionPause.subscription_id == subscription_id,
                                             SubscriptionPause.resumed_at.is_(None)).values(resumed_at=resumed_at)
         )
-
-
-def _insert_ignoring_duplicates(session: Session, model):
-    """INSERT that skips rows whose key is already stored (ON CONFLICT DO NOTHING)."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(model).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        return sqlite.insert(model).on_conflict_do_nothing()
-    return insert(model)  # pragma: no cover - only SQLite and PostgreSQL are supported
 
 
 # One statement stores the matches of many queries, read from one JSON object {query text: [paper

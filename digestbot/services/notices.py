@@ -15,17 +15,10 @@ from sqlalchemy.orm import Session
 
 from digestbot.core.tokens import TIMED, LinkSigner
 from digestbot.render import Renderer, Sender
+from digestbot.services.subscriptions import schedule_label
 from digestbot.store.models import OutboxMessage, Recipient, Subscription
 
 NOTICES = ("confirm", "manage")  # outbox cadences of these emails
-
-
-def schedule_label(sub: Subscription) -> str:
-    """"daily at 08:00 (Europe/Paris)", as a subscriber would say it."""
-    if sub.cadence == "instant":
-        return "as soon as they appear"
-    day = f" on {sub.weekday.capitalize()}" if sub.cadence == "weekly" else ""
-    return f"{sub.cadence}{day} at {sub.send_at} ({sub.timezone})"
 
 
 def notices_sent_since(session: Session, recipient_id: int, since: datetime) -> int:

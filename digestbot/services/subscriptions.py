@@ -32,6 +32,14 @@ def subscription_json(sub: Subscription) -> dict:
     }
 
 
+def schedule_label(sub: Subscription) -> str:
+    """"daily at 08:00 (Europe/Paris)", as a subscriber would say it."""
+    if sub.cadence == "instant":
+        return "as soon as they appear"
+    day = f" on {sub.weekday.capitalize()}" if sub.cadence == "weekly" else ""
+    return f"{sub.cadence}{day} at {sub.send_at} ({sub.timezone})"
+
+
 def _recipient_row(session: Session, recipient: Recipient, now: datetime) -> RecipientRow:
     row = session.scalar(select(RecipientRow).where(RecipientRow.address == recipient.address))
     if row is None:
@@ -236,6 +244,16 @@ def recipient_subscriptions(session: Session, recipient_id: int) -> list[Subscri
     ))
 
 
+def named_subscriptions(session: Session, recipient_id: int, subscription_ids: list[int]) -> list[Subscription]:
+    """Those of ``subscription_ids`` (as a link names them) that belong to this recipient and are not deleted."""
+    return list(session.scalars(
+        select(Subscription)
+        .where(Subscription.recipient_id == recipient_id, Subscription.id.in_(subscription_ids),
+               Subscription.deleted_at.is_(None))
+        .order_by(Subscription.id)
+    ))
+
+
 def owned_subscription(session: Session, recipient_id: int, subscription_id: int) -> Subscription:
     """The subscription, if it belongs to this recipient and is not deleted; else NotFound."""
     sub = session.get(Subscription, subscription_id)
@@ -250,10 +268,7 @@ def confirm(session: Session, recipient_id: int, subscription_ids: list[int], no
     Confirming again is harmless. A click proves the address receives mail, so a suspension
     (after a bounce, say) is lifted.
     """
-    subs = list(session.scalars(
-        select(Subscription).where(Subscription.recipient_id == recipient_id, Subscription.id.in_(subscription_ids),
-                                   Subscription.deleted_at.is_(None))
-    ))
+    subs = named_subscriptions(session, recipient_id, subscription_ids)
     waiting = [sub for sub in subs if sub.pending]
     if waiting:
         version = next_subscription_version(session)
@@ -294,10 +309,7 @@ def delete(session: Session, sub: Subscription, now: datetime) -> None:
 def unsubscribe_owned(session: Session, recipient_id: int, subscription_ids: list[int], now: datetime
                       ) -> list[Subscription]:
     """The unsubscribe link: stop these subscriptions of this recipient (others' ids are ignored)."""
-    subs = [sub for sub in session.scalars(
-        select(Subscription).where(Subscription.recipient_id == recipient_id, Subscription.id.in_(subscription_ids),
-                                   Subscription.deleted_at.is_(None))
-    )]
+    subs = named_subscriptions(session, recipient_id, subscription_ids)
     stopping = [sub for sub in subs if sub.active or sub.pending]
     if stopping:
         version = next_subscription_version(session)
@@ -308,6 +320,6 @@ def unsubscribe_owned(session: Session, recipient_id: int, subscription_ids: lis
 
 __all__ = [
     "ImportReport", "confirm", "delete", "edit", "import_subscriptions", "list_subscriptions",
-    "owned_subscription", "recipient_subscriptions", "set_active", "set_paused", "subscribe",
+    "named_subscriptions", "owned_subscription", "recipient_subscriptions", "set_active", "set_paused", "subscribe",
     "subscription_json", "unsubscribe", "unsubscribe_owned", "unsubscribe_recipient",
 ]

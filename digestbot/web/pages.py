@@ -18,7 +18,8 @@ from digestbot.core.tokens import BadToken
 from digestbot.errors import NotFound, UsageError
 from digestbot.render import sentence
 from digestbot.services import subscriptions
-from digestbot.services.notices import address_over_limit, schedule_label
+from digestbot.services.notices import address_over_limit
+from digestbot.services.subscriptions import schedule_label
 from digestbot.store.models import DigestItem, Paper, Recipient
 from digestbot.web.app import Site, client_key, site
 from digestbot.web.guards import check_csrf
@@ -138,7 +139,7 @@ def confirm_page(token: str):
     s = site()
     payload = _token("confirm", token)
     with s.session() as session:
-        subs = [sub for sub in subscriptions.recipient_subscriptions(session, payload["r"]) if sub.id in payload.get("s", [])]
+        subs = subscriptions.named_subscriptions(session, payload["r"], payload.get("s", []))
         recipient = session.get(Recipient, payload["r"])
     if recipient is None or not subs:
         abort(404, description="This subscription no longer exists.")
@@ -253,8 +254,7 @@ def unsubscribe_page(token: str):
     s = site()
     payload = _token("unsubscribe", token)
     with s.session() as session:
-        subs = [sub for sub in subscriptions.recipient_subscriptions(session, payload["r"])
-                if sub.id in payload.get("s", [])]
+        subs = subscriptions.named_subscriptions(session, payload["r"], payload.get("s", []))
         recipient = session.get(Recipient, payload["r"])
     if recipient is None:
         abort(404, description="This link is not valid.")

@@ -24,7 +24,7 @@ from digestbot.errors import DigestbotError, NotFound
 from digestbot.render import slack_escape
 from digestbot.services import subscriptions
 from digestbot.services.feedback import first_time
-from digestbot.services.notices import schedule_label
+from digestbot.services.subscriptions import schedule_label
 from digestbot.web.app import Site, site
 
 blueprint = Blueprint("slack", __name__)
