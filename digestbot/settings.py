@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ def option(default: Any, env: str, doc: str, *, secret: bool = False) -> Any:
 
 
 _PARSERS = {"str": str, "Path": Path, "float": float, "int": int}
+# Written into a URL as it is (query or basic-auth password): nothing there needs escaping.
+_URL_SAFE_SECRET = re.compile(r"[A-Za-z0-9_-]{16,}")
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,14 @@ class Settings:
     )
     sendgrid_webhook_public_key: str = option(
         "", "SENDGRID_WEBHOOK_PUBLIC_KEY",
-        "verification key of SendGrid's signed event webhook (base64, from Mail Settings); unset: not checked",
+        "verification key of SendGrid's signed event webhook (base64, from Mail Settings); "
+        "/sendgrid/events is refused without it or the secret below",
+    )
+    sendgrid_webhook_secret: str = option(
+        "", "DIGESTBOT_SENDGRID_WEBHOOK_SECRET",
+        "shared secret of an unsigned event webhook, as /sendgrid/events?secret=... or its basic-auth password "
+        "(16+ letters, digits, - or _)",
+        secret=True,
     )
     web_client_limit: int = option(
         10, "DIGESTBOT_WEB_CLIENT_LIMIT", "subscribe and link requests one client may make per 10 minutes",
@@ -134,6 +144,9 @@ class Settings:
             raise ConfigError(f"DIGESTBOT_SLACK_BACKEND must be slack or file, not {self.slack_backend!r}")
         if self.send_attempts < 1 or self.send_workers < 1 or self.send_timeout <= 0 or self.retry_base_seconds < 0:
             raise ConfigError("DIGESTBOT_SEND_ATTEMPTS, _WORKERS, _TIMEOUT and _RETRY_BASE_SECONDS must be positive")
+        if self.sendgrid_webhook_secret and not _URL_SAFE_SECRET.fullmatch(self.sendgrid_webhook_secret):
+            raise ConfigError("DIGESTBOT_SENDGRID_WEBHOOK_SECRET must be at least 16 letters, digits, - or _ "
+                              "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
         if self.web_client_limit < 1 or self.web_address_limit < 1 or self.proxy_count < 0:
             raise ConfigError("DIGESTBOT_WEB_CLIENT_LIMIT and _WEB_ADDRESS_LIMIT must be positive, _PROXY_COUNT not negative")
 

@@ -34,6 +34,8 @@ from digestbot.store.models import OutboxMessage, Recipient, Subscription
 from digestbot.web import create_app
 
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+WEBHOOK_SECRET = "sendgrid-events-secret-0123456789"
+EVENTS = f"/sendgrid/events?secret={WEBHOOK_SECRET}"
 FORM = {"email": "ada@example.org", "query": "diffusion", "cadence": "weekly", "at": "07:30", "day": "fri",
         "tz": "Europe/Paris"}
 
@@ -42,7 +44,7 @@ def settings_for(engine, tmp_path: Path, **env: str) -> Settings:
     return Settings.load(env={
         "DIGESTBOT_DATABASE_URL": engine.url.render_as_string(hide_password=False),
         "DIGESTBOT_OUTBOX_DIR": str(tmp_path / "outbox"), "DIGESTBOT_BASE_URL": "https://digest.example.org",
-        "SLACK_SIGNING_SECRET": SLACK_SECRET, **env,
+        "SLACK_SIGNING_SECRET": SLACK_SECRET, "DIGESTBOT_SENDGRID_WEBHOOK_SECRET": WEBHOOK_SECRET, **env,
     }, dotenv_path=None)
 
 
@@ -481,7 +483,7 @@ def test_bounces_drops_and_spam_reports_suspend_and_fail_what_is_queued(client, 
         {"email": "eve@example.org", "event": "unsubscribe", "sg_event_id": "e6"},
         {"email": "stranger@example.org", "event": "bounce", "sg_event_id": "e7"},
     ]
-    report = client.post("/sendgrid/events", json=events).get_json()
+    report = client.post(EVENTS, json=events).get_json()
     assert report == {"suspended": ["ada@example.org", "bob@example.org", "cy@example.org"],
                       "unsubscribed": ["eve@example.org"], "duplicates": 0, "ignored": 3}
     with Session(engine) as session:
@@ -494,13 +496,13 @@ def test_bounces_drops_and_spam_reports_suspend_and_fail_what_is_queued(client, 
     [queued] = outbox(engine, "daily")
     assert queued.status == "failed" and queued.last_error == "recipient suspended: bounce: 550 5.1.1 user unknown"
 
-    again = client.post("/sendgrid/events", json=events[:3]).get_json()
+    again = client.post(EVENTS, json=events[:3]).get_json()
     assert again["duplicates"] == 3 and again["suspended"] == []
 
 
 def test_suspended_recipients_get_no_digest(client, engine, tmp_path) -> None:
     confirmed(client, engine)
-    client.post("/sendgrid/events", json=[{"email": "ada@example.org", "event": "spamreport", "sg_event_id": "x"}])
+    client.post(EVENTS, json=[{"email": "ada@example.org", "event": "spamreport", "sg_event_id": "x"}])
     ingest_samples(engine, tmp_path, datetime.now(UTC) + timedelta(minutes=1))
     assert DigestBuilder(engine, settings_for(engine, tmp_path)).build_due(datetime.now(UTC) + timedelta(days=8)) == []
 
@@ -509,7 +511,7 @@ def test_signed_events_are_checked_when_a_key_is_configured(engine, make_client)
     cli_subscription(engine, "ada@example.org")
     private = ec.generate_private_key(ec.SECP256R1())
     public = private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    client = make_client(SENDGRID_WEBHOOK_PUBLIC_KEY=base64.b64encode(public).decode())
+    client = make_client(SENDGRID_WEBHOOK_PUBLIC_KEY=base64.b64encode(public).decode(), DIGESTBOT_SENDGRID_WEBHOOK_SECRET="")
     body = json.dumps([{"email": "ada@example.org", "event": "bounce", "sg_event_id": "s1"}])
     timestamp = str(int(time.time()))
     signature = base64.b64encode(private.sign((timestamp + body).encode(), ec.ECDSA(hashes.SHA256()))).decode()
@@ -527,8 +529,8 @@ def test_signed_events_are_checked_when_a_key_is_configured(engine, make_client)
 
 
 def test_a_body_that_is_not_an_event_list_is_400(client) -> None:
-    assert client.post("/sendgrid/events", data="not json", content_type="application/json").status_code == 400
-    assert client.post("/sendgrid/events", json={"event": "bounce"}).status_code == 400
+    assert client.post(EVENTS, data="not json", content_type="application/json").status_code == 400
+    assert client.post(EVENTS, json={"event": "bounce"}).status_code == 400
 
 
 # ---- health, headers, logs ----

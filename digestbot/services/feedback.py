@@ -4,9 +4,9 @@ unsubscribes), and the de-duplication of anything a provider may deliver twice."
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import Engine, delete, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from digestbot.core.recipients import parse_recipient
@@ -21,16 +21,48 @@ from digestbot.store.models import OutboxMessage, Recipient, WebhookEvent
 SUSPENDING = ("bounce", "dropped", "spamreport")
 UNSUBSCRIBING = ("unsubscribe", "group_unsubscribe")
 
+# Seen event ids are kept long enough to recognise every retry and replay: SendGrid retries
+# for 24 hours, Slack requests older than 5 minutes are refused anyway.
+SEEN_FOR = timedelta(days=3)
+FORGET_BATCH = 100
+MAX_EVENT_ID = 200  # the column's width
+
 
 def first_time(session: Session, source: str, event_id: str, now: datetime) -> bool:
     """Record an event id; False when it was already recorded (a provider's retry or a replay)."""
+    return event_id[:MAX_EVENT_ID] in first_times(session, source, [event_id], now)
+
+
+def first_times(session: Session, source: str, event_ids: list[str], now: datetime) -> set[str]:
+    """Record event ids in one statement per 500; the (truncated) ids that were not recorded before.
+
+    Recording is also when ids that can no longer come back are forgotten: up to twice as many
+    as are recorded (at least FORGET_BATCH), so expired ids are forgotten faster than they pile up.
+    """
+    ids = list(dict.fromkeys(event_id[:MAX_EVENT_ID] for event_id in event_ids))
+    forget_seen_events(session, now, limit=max(FORGET_BATCH, 2 * len(ids)))
     insert = insert_ignoring_duplicates(session.get_bind().dialect.name, WebhookEvent)
-    # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT here.
-    inserted = session.execute(
-        insert.values(source=source, event_id=event_id[:200], received_at=now)
-        .returning(WebhookEvent.event_id)
-    ).first()
-    return inserted is not None
+    new: set[str] = set()
+    for start in range(0, len(ids), 500):
+        rows = [{"source": source, "event_id": event_id, "received_at": now} for event_id in ids[start:start + 500]]
+        # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT here.
+        new.update(session.scalars(insert.values(rows).returning(WebhookEvent.event_id)))
+    return new
+
+
+def forget_seen_events(session: Session, now: datetime, *, limit: int = FORGET_BATCH,
+                       older_than: timedelta = SEEN_FOR) -> int:
+    """Delete up to ``limit`` of the oldest event ids received before ``now - older_than``; how many.
+
+    Small batches through the ``received_at`` index keep each call short; a periodic job can
+    call it until it returns 0.
+    """
+    oldest = (select(WebhookEvent.source, WebhookEvent.event_id)
+              .where(WebhookEvent.received_at < now - older_than)
+              .order_by(WebhookEvent.received_at).limit(limit))
+    return session.execute(
+        delete(WebhookEvent).where(tuple_(WebhookEvent.source, WebhookEvent.event_id).in_(oldest))
+    ).rowcount
 
 
 def suspend(session: Session, recipient: Recipient, reason: str, now: datetime) -> None:
@@ -57,42 +89,99 @@ class EventReport:
                 "duplicates": self.duplicates, "ignored": self.ignored}
 
 
-def apply_sendgrid_events(session: Session, events: list, now: datetime) -> EventReport:
-    """Act on a batch of SendGrid events, each once (by ``sg_event_id``)."""
+@dataclass(frozen=True)
+class _Actionable:
+    kind: str
+    address: str
+    event_id: str | None
+    reason: str
+
+
+def apply_sendgrid_events(engine: Engine, events: list, now: datetime) -> EventReport:
+    """Act on a batch of SendGrid events, each once (by ``sg_event_id``).
+
+    Anyone who can post here could name any address, so what an event about an unknown
+    address costs must not last: recipients are looked up first, in a short read, and only
+    events that act on a known recipient write anything (their id, then the suspension or
+    unsubscription), in one short write transaction. A batch of nothing actionable writes nothing.
+    """
     report = EventReport()
+    actionable: list[_Actionable] = []
     for event in events:
-        kind = event.get("event") if isinstance(event, dict) else None
-        if kind not in SUSPENDING + UNSUBSCRIBING or (kind == "bounce" and event.get("type") == "blocked"):
-            report.ignored += 1  # deliveries, opens, deferrals, and blocks (temporary)
-            continue
-        event_id = event.get("sg_event_id")
-        if event_id and not first_time(session, "sendgrid", str(event_id), now):
-            report.duplicates += 1
-            continue
-        recipient = _recipient(session, event.get("email"))
-        if recipient is None:
-            report.ignored += 1
-            continue
-        if kind in SUSPENDING:
-            suspend(session, recipient, _reason(kind, event), now)
-            report.suspended.append(recipient.address)
+        found = _actionable(event)
+        if found is None:
+            report.ignored += 1  # deliveries, opens, deferrals, blocks (temporary), unknown shapes
         else:
-            try:
-                unsubscribe_recipient(session, recipient.address, now)
-            except NotFound:
-                pass  # nothing active: already unsubscribed
-            report.unsubscribed.append(recipient.address)
+            actionable.append(found)
+    with Session(engine) as session:
+        with session.begin():
+            known = _known_recipients(session, sorted({a.address for a in actionable}))
+        todo = [a for a in actionable if a.address in known]
+        report.ignored += len(actionable) - len(todo)
+        if not todo:
+            return report
+        with session.begin():
+            new = first_times(session, "sendgrid", [a.event_id for a in todo if a.event_id], now)
+            recipients = _recipients(session, sorted({known[a.address] for a in todo}))
+            acted: set[str] = set()
+            for item in todo:
+                recipient = recipients.get(known[item.address])
+                event_id = item.event_id[:MAX_EVENT_ID] if item.event_id else None
+                if event_id is not None and (event_id not in new or event_id in acted):
+                    report.duplicates += 1
+                    continue
+                if event_id is not None:
+                    acted.add(event_id)
+                if recipient is None:  # deleted between the two transactions
+                    report.ignored += 1
+                elif item.kind in SUSPENDING:
+                    suspend(session, recipient, item.reason, now)
+                    report.suspended.append(recipient.address)
+                else:
+                    try:
+                        unsubscribe_recipient(session, recipient.address, now)
+                    except NotFound:
+                        pass  # nothing active: already unsubscribed
+                    report.unsubscribed.append(recipient.address)
     return report
 
 
-def _recipient(session: Session, email) -> Recipient | None:
+def _actionable(event) -> _Actionable | None:
+    """The event, if it would suspend or unsubscribe a well-formed email address."""
+    if not isinstance(event, dict):
+        return None
+    kind = event.get("event")
+    if kind not in SUSPENDING + UNSUBSCRIBING or (kind == "bounce" and event.get("type") == "blocked"):
+        return None
+    email = event.get("email")
     if not isinstance(email, str):
         return None
     try:
-        address = parse_recipient(email).address
+        recipient = parse_recipient(email)
     except DigestbotError:
         return None
-    return session.scalar(select(Recipient).where(Recipient.address == address, Recipient.kind == "email"))
+    if recipient.kind != "email":
+        return None
+    event_id = event.get("sg_event_id")
+    return _Actionable(kind, recipient.address, str(event_id) if event_id else None, _reason(kind, event))
+
+
+def _known_recipients(session: Session, addresses: list[str]) -> dict[str, int]:
+    """The id of each of ``addresses`` that is a stored email recipient."""
+    found: dict[str, int] = {}
+    for start in range(0, len(addresses), 500):
+        found.update(session.execute(
+            select(Recipient.address, Recipient.id)
+            .where(Recipient.address.in_(addresses[start:start + 500]), Recipient.kind == "email")
+        ).all())
+    return found
+
+
+def _recipients(session: Session, ids: list[int]) -> dict[int, Recipient]:
+    found: dict[int, Recipient] = {}
+    for start in range(0, len(ids), 500):
+        found.update((r.id, r) for r in session.scalars(select(Recipient).where(Recipient.id.in_(ids[start:start + 500]))))
+    return found
 
 
 def _reason(kind: str, event: dict) -> str:
