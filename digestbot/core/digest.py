@@ -12,9 +12,12 @@ from digestbot.core.query import Node
 
 Segments = tuple[tuple[str, bool], ...]  # text pieces, True where a matched word is
 
-# A title is shown (and searched by its link) up to this many characters: the ingest limit
-# keeps new titles shorter, this keeps a huge one stored earlier from flooding every message.
+# A title is shown up to this many characters: the ingest limit keeps new titles shorter,
+# this keeps a huge one stored earlier from flooding every message. Its link searches for at
+# most its first LINK_TITLE_MAX characters (real titles are shorter): enough to find it, and a
+# URL that servers accept.
 TITLE_MAX = 2000
+LINK_TITLE_MAX = 300
 SUBJECT_MAX = 200  # characters of an email subject (and a Slack header before its own cut)
 
 
@@ -99,6 +102,8 @@ def shortened(paper: DigestPaper, limit: int) -> DigestPaper:
 
 @lru_cache(maxsize=16384)  # the same papers go to many readers
 def paper_link(template: str, title: str) -> str:
+    if len(title) > LINK_TITLE_MAX:
+        title = title[:LINK_TITLE_MAX].rsplit(" ", 1)[0]
     return template.replace("{title}", quote_plus(title))
 
 
@@ -175,7 +180,7 @@ def compose(
         title_segments, snippet = _highlighted(
             _highlighter(tuple(s.node for s in subs)), title, paper.abstract, snippet_width)
         shown.append(DigestPaper(
-            id=paper.id, title=title, url=paper_link(paper_url, paper.title[:TITLE_MAX]),
+            id=paper.id, title=title, url=paper_link(paper_url, paper.title[:LINK_TITLE_MAX + 1]),
             authors_count=paper.authors_count, upvotes=paper.upvotes, published=paper.published,
             title_segments=title_segments, snippet=snippet,
             matched_by=tuple(s.label for s in sorted(subs, key=lambda s: s.id)),
