@@ -233,8 +233,8 @@ def admin_alert_payload(target, subject: str, body: str, sender: Sender, *, key:
     """A plain operational alert: no template needed, every value escaped."""
     if target.kind == "email":
         html = f"<!DOCTYPE html><html><body><p>{escape(body)}</p></body></html>"
-        return {"key": key, "message_id": f"<{key}@{mail_domain(sender.email)}>", "to": target.target, "from_email": sender.email,
-                "from_name": sender.name, "subject": subject, "text": body + "\n", "html": html, "headers": {}}
+        return {"key": key, "message_id": f"<{key}@{mail_domain(sender.email)}>", "to": target.target,
+                "from_email": sender.email, "from_name": sender.name, "subject": subject, "text": body + "\n", "html": html, "headers": {}}
     text = f"*{slack_escape(subject)}*\n{slack_escape(body)}"
     return {"key": key, "channel": target.target, "text": cut(text, 3000),
             "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": cut(text, SLACK_MAX_SECTION)}}],

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from conftest import copy_samples
 from digestbot.channels import FileChannel, PermanentDeliveryError, SendGridChannel, SmtpChannel, channels_for
 from digestbot.channels.mime import build_email
-from digestbot.core.digest import SUBJECT_MAX, TITLE_MAX, Digest, PaperRef, SubscriptionRef, compose
+from digestbot.core.digest import SUBJECT_MAX, TITLE_MAX, Digest, PaperRef, SubscriptionRef, compose, cut_segments
 from digestbot.core.query import parse_query
 from digestbot.core.schedule import parse_schedule
 from digestbot.core.tokens import LinkSigner
@@ -361,3 +361,12 @@ def test_a_built_digest_is_bounded_by_the_setting_and_written_with_raw_headers(e
     assert f"List-Unsubscribe: {payload['headers']['List-Unsubscribe']}".encode() in lines
     assert f"Message-ID: {payload['message_id']}".encode() in lines
     assert b"List-Id: digestbot <digests.example.com>" in lines
+
+
+def test_cut_segments_keeps_marks_and_the_limit() -> None:
+    segments = (("Fast ", False), ("diffusion", True), (" for all", False))
+    assert cut_segments(segments, 100) == segments
+    assert cut_segments(segments, 9) == (("Fast ", False), ("dif", True), ("…", False))
+    for limit in range(1, 23):
+        cut = cut_segments(segments, limit)
+        assert sum(len(piece) for piece, _ in cut) <= limit and "".join(p for p, _ in cut).startswith("Fast"[:limit - 1])

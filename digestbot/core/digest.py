@@ -12,11 +12,11 @@ from digestbot.core.query import Node
 
 Segments = tuple[tuple[str, bool], ...]  # text pieces, True where a matched word is
 
-# A title is shown up to this many characters: the ingest limit keeps new titles shorter,
-# this keeps a huge one stored earlier from flooding every message. Its link searches for at
-# most its first LINK_TITLE_MAX characters (real titles are shorter): enough to find it, and a
-# URL that servers accept.
-TITLE_MAX = 2000
+# A title is shown up to this many characters (a Slack section's size): the ingest limit keeps
+# new titles far shorter, this keeps a huge one stored earlier from flooding every message. Its
+# link searches for at most its first LINK_TITLE_MAX characters (real titles are shorter):
+# enough to find it, and a URL that servers accept.
+TITLE_MAX = 3000
 LINK_TITLE_MAX = 300
 SUBJECT_MAX = 200  # characters of an email subject (and a Slack header before its own cut)
 
@@ -84,11 +84,11 @@ def cut_segments(segments: Segments, limit: int) -> Segments:
     kept: list[tuple[str, bool]] = []
     room = limit - 1
     for piece, hit in segments:
-        if len(piece) > room:
-            return (*kept, *([(piece[:room], hit)] if room else []), ("…", False))
-        kept.append((piece, hit))
+        if room <= 0:
+            break
+        kept.append((piece[:room], hit))
         room -= len(piece)
-    return tuple(kept)  # not reached: the pieces are longer than the limit
+    return (*kept, ("…", False))
 
 
 def shortened(paper: DigestPaper, limit: int) -> DigestPaper:
@@ -117,7 +117,7 @@ def quote_label(label: str) -> str:
 
 
 def _subject(count: int, subs: list[SubscriptionRef], period: str) -> str:
-    """"3 new papers on "label" and 2 more · Nov 22", the label cut to keep it to SUBJECT_MAX."""
+    """'3 new papers on "label" and 2 more · Nov 22': the label is cut to keep it to SUBJECT_MAX."""
     head = f"{_count(count)} on "
     tail = (f" and {len(subs) - 1} more" if len(subs) > 1 else "") + (f" · {period}" if period else "")
     return head + quote_label(cut(subs[0].label, SUBJECT_MAX - len(head) - len(tail) - 2)) + tail
