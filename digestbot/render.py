@@ -8,6 +8,7 @@ obeyed. Templates are files of ours; titles are only ever values inside them, ne
 from __future__ import annotations
 
 import json
+import re
 from html import escape
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from digestbot.core.digest import Digest, DigestPaper
+from digestbot.core.digest import Digest, DigestPaper, cut, shortened
 from digestbot.resources import resource_dir
 
 SLACK_MAX_BLOCKS = 50
@@ -27,6 +28,10 @@ SLACK_MAX_HEADER = 150
 SLACK_MESSAGE_BUDGET = 11_000
 
 CADENCE_PHRASES = {"instant": "alert", "daily": "daily digest", "weekly": "weekly digest"}
+
+# A paper that alone would not fit in an email is shown with its texts cut to this length.
+SHORTENED_PAPER = 200
+_HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,22 @@ def sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
+def mail_domain(address: str) -> str:
+    """The domain of the sender's address in ASCII (IDNA), for Message-ID and List-Id, which
+    are written raw; "localhost" when it is not a plain host name."""
+    domain = address.rpartition("@")[2]
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return "localhost"
+    return domain if _HOSTNAME.fullmatch(domain) else "localhost"
+
+
+def list_id(sender: Sender) -> str:
+    """The RFC 2919 List-Id of every digest of this sender, for mail filters."""
+    return f"digestbot <digests.{mail_domain(sender.email)}>"
+
+
 def _quoted(value: str) -> str:
     return f"\u201c{value}\u201d"
 
@@ -99,22 +120,63 @@ class Renderer:
         self._slack = _environment(loader, trim=False, autoescape=False, finalize=slack_escape)
         self._inliner = css_inline.CSSInliner(keep_style_tags=True, load_remote_stylesheets=False)
 
-    def _context(self, digest: Digest, links: Links, sender: Sender | None = None) -> dict[str, Any]:
+    def _context(self, digest: Digest, links: Links, sender: Sender | None = None,
+                 compact: bool = False) -> dict[str, Any]:
         return {"digest": digest, "links": links, "cadence_phrase": CADENCE_PHRASES[digest.cadence],
-                "postal_address": sender.postal_address if sender else ""}
+                "postal_address": sender.postal_address if sender else "", "compact": compact}
 
-    def email(self, digest: Digest, links: Links, sender: Sender, *, key: str, message_id: str) -> dict[str, Any]:
-        context = self._context(digest, links, sender)
-        html = self._inliner.inline(self._html.get_template("email/digest.html.j2").render(context))
-        text = self._text.get_template("email/digest.txt.j2").render(context).strip() + "\n"
+    def email(self, digest: Digest, links: Links, sender: Sender, *, key: str, message_id: str,
+              max_bytes: int) -> dict[str, Any]:
+        """The email payload; its HTML and text together are at most ``max_bytes`` (UTF-8).
+
+        A digest that would be larger loses papers from its end (the rest count in "N more",
+        linked to the digest's page); a first paper that alone is too large is shown cut, or
+        not at all; and when even the footer is too large (hundreds of long subscriptions),
+        it names their number instead of each one.
+        """
+        html, text = self._fit(digest, links, sender, max_bytes)
         return {
             "key": key, "message_id": message_id, "to": digest.recipient, "from_email": sender.email,
             "from_name": sender.name, "subject": digest.subject, "text": text, "html": html,
             "headers": {
                 "List-Unsubscribe": f"<{links.unsubscribe}>",
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                "List-Id": list_id(sender),
             },
         }
+
+    def _bodies(self, digest: Digest, links: Links, sender: Sender, compact: bool = False) -> tuple[str, str]:
+        context = self._context(digest, links, sender, compact)
+        html = self._inliner.inline(self._html.get_template("email/digest.html.j2").render(context))
+        text = self._text.get_template("email/digest.txt.j2").render(context).strip() + "\n"
+        return html, text
+
+    def _fit(self, digest: Digest, links: Links, sender: Sender, max_bytes: int) -> tuple[str, str]:
+        """The digest's HTML and text within ``max_bytes``: rendered once when they fit (nearly
+        always), else the most papers that fit are found by bisection (a handful of renders)."""
+        bodies = self._bodies(digest, links, sender)
+        if _bytes(bodies) <= max_bytes:
+            return bodies
+        papers = digest.papers
+        bare = self._bodies(digest.showing(()), links, sender)
+        compact = _bytes(bare) > max_bytes
+        if compact:
+            bare = self._bodies(digest.showing(()), links, sender, compact=True)
+        # The largest count of papers that fits: none is taken to fit, all is known not to
+        # (unless the footer changed).
+        fitting, low, high = bare, 0, len(papers) if compact else len(papers) - 1
+        while low < high:
+            middle = (low + high + 1) // 2
+            candidate = self._bodies(digest.showing(papers[:middle]), links, sender, compact)
+            if _bytes(candidate) <= max_bytes:
+                low, fitting = middle, candidate
+            else:
+                high = middle - 1
+        if low == 0 and papers:
+            first = self._bodies(digest.showing((shortened(papers[0], SHORTENED_PAPER),)), links, sender, compact)
+            if _bytes(first) <= max_bytes:
+                return first
+        return fitting
 
     def notice(self, name: str, context: dict[str, Any], sender: Sender, *, to: str, subject: str, key: str,
                message_id: str) -> dict[str, Any]:
@@ -135,11 +197,11 @@ class Renderer:
         context = self._context(digest, links)
         render = lambda name, **extra: self._slack.get_template(name).render(context | extra).strip()  # noqa: E731
         header = render("slack/header.txt.j2")
-        first_blocks: list[dict] = [{"type": "header", "text": {"type": "plain_text", "text": _cut(header, SLACK_MAX_HEADER), "emoji": False}}]
+        first_blocks: list[dict] = [{"type": "header", "text": {"type": "plain_text", "text": cut(header, SLACK_MAX_HEADER), "emoji": False}}]
         paper_groups = [
             [
-                {"type": "section", "text": {"type": "mrkdwn", "text": _cut(render("slack/paper.mrkdwn.j2", paper=p), SLACK_MAX_SECTION)}},
-                {"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(render("slack/matched.mrkdwn.j2", paper=p), SLACK_MAX_SECTION)}]},
+                {"type": "section", "text": {"type": "mrkdwn", "text": cut(render("slack/paper.mrkdwn.j2", paper=p), SLACK_MAX_SECTION)}},
+                {"type": "context", "elements": [{"type": "mrkdwn", "text": cut(render("slack/matched.mrkdwn.j2", paper=p), SLACK_MAX_SECTION)}]},
             ]
             for p in digest.papers
         ]
@@ -151,7 +213,7 @@ class Renderer:
             blocks, papers = messages[-1]
             if len(blocks) + len(group) > SLACK_MAX_BLOCKS or _size(blocks + group) > SLACK_MESSAGE_BUDGET:
                 part = len(messages) + 1
-                blocks, papers = [{"type": "context", "elements": [{"type": "plain_text", "text": f"{_cut(header, 100)} (part {part})", "emoji": False}]}], []
+                blocks, papers = [{"type": "context", "elements": [{"type": "plain_text", "text": f"{cut(header, 100)} (part {part})", "emoji": False}]}], []
                 messages.append((blocks, papers))
             blocks.extend(group)
             if index < len(digest.papers):
@@ -161,7 +223,7 @@ class Renderer:
         for number, (blocks, papers) in enumerate(messages, start=1):
             fallback = render("slack/fallback.txt.j2", papers=papers)
             payloads.append({
-                "key": f"{key}-{number}", "channel": channel, "text": _cut(fallback, 3000), "blocks": blocks,
+                "key": f"{key}-{number}", "channel": channel, "text": cut(fallback, 3000), "blocks": blocks,
                 "unfurl_links": False, "unfurl_media": False,
             })
         return payloads
@@ -170,19 +232,18 @@ class Renderer:
 def admin_alert_payload(target, subject: str, body: str, sender: Sender, *, key: str) -> dict[str, Any]:
     """A plain operational alert: no template needed, every value escaped."""
     if target.kind == "email":
-        domain = sender.email.rpartition("@")[2] or "digestbot"
         html = f"<!DOCTYPE html><html><body><p>{escape(body)}</p></body></html>"
-        return {"key": key, "message_id": f"<{key}@{domain}>", "to": target.target, "from_email": sender.email,
-                "from_name": sender.name, "subject": subject, "text": body + "\n", "html": html, "headers": {}}
+        return {"key": key, "message_id": f"<{key}@{mail_domain(sender.email)}>", "to": target.target,
+                "from_email": sender.email, "from_name": sender.name, "subject": subject, "text": body + "\n", "html": html, "headers": {}}
     text = f"*{slack_escape(subject)}*\n{slack_escape(body)}"
-    return {"key": key, "channel": target.target, "text": _cut(text, 3000),
-            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": _cut(text, SLACK_MAX_SECTION)}}],
+    return {"key": key, "channel": target.target, "text": cut(text, 3000),
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": cut(text, SLACK_MAX_SECTION)}}],
             "unfurl_links": False, "unfurl_media": False}
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _size(blocks: list[dict]) -> int:
     return len(json.dumps(blocks, ensure_ascii=False))
+
+
+def _bytes(bodies: tuple[str, str]) -> int:
+    return sum(len(body.encode("utf-8")) for body in bodies)

@@ -53,6 +53,10 @@ class Settings:
 
     # ---- digests ----
     digest_max_papers: int = option(25, "DIGESTBOT_DIGEST_MAX_PAPERS", "papers shown in one digest; the rest are linked")
+    max_email_bytes: int = option(
+        300_000, "DIGESTBOT_MAX_EMAIL_BYTES",
+        "largest digest email (HTML + text, bytes); past it, papers are dropped from its end and linked",
+    )
     paper_url: str = option(
         "https://huggingface.co/papers?q={title}", "DIGESTBOT_PAPER_URL",
         "link of a paper: a template where {title} is the URL-encoded title",
@@ -136,6 +140,8 @@ class Settings:
             raise ConfigError("DIGESTBOT_POLL_SECONDS and DIGESTBOT_STALE_HOURS must be positive")
         if self.digest_max_papers < 1:
             raise ConfigError("DIGESTBOT_DIGEST_MAX_PAPERS must be at least 1")
+        if self.max_email_bytes < 50_000:  # below it, the header and footer alone might not fit
+            raise ConfigError("DIGESTBOT_MAX_EMAIL_BYTES must be at least 50000")
         if "{title}" not in self.paper_url:
             raise ConfigError("DIGESTBOT_PAPER_URL must contain {title}")
         if self.email_backend not in ("", "sendgrid", "smtp", "file"):

@@ -88,7 +88,8 @@ def test_sendgrid_posts_the_mail_and_returns_the_message_id(fake_sendgrid) -> No
     assert mail["from"] == {"email": "digest@example.com", "name": "Paper Digest — Zoë"}
     assert mail["personalizations"][0]["to"] == [{"email": "ada@example.org"}]
     assert mail["subject"] == "3 new papers on Über-Diffusion ✨"
-    assert mail["headers"] == email_payload()["headers"]
+    # The Message-ID too, so every channel gives a digest the same id (threads, dedupe).
+    assert mail["headers"] == email_payload()["headers"] | {"Message-ID": "<d-3f2a9c-1@digestbot>"}
     assert mail["custom_args"] == {"digestbot_key": "d-3f2a9c-1"}
 
 

@@ -64,9 +64,9 @@ def links_for(digest: Digest, recipient_id: int = 7, key: str = "d7-d-0000000000
     )
 
 
-def email(renderer: Renderer, digest: Digest, sender: Sender = SENDER) -> dict:
+def email(renderer: Renderer, digest: Digest, sender: Sender = SENDER, max_bytes: int = 300_000) -> dict:
     return renderer.email(digest, links_for(digest), sender, key="d7-d-000000000000-1",
-                          message_id="<d7-d-000000000000-1@example.com>")
+                          message_id="<d7-d-000000000000-1@example.com>", max_bytes=max_bytes)
 
 
 def slack(renderer: Renderer, digest: Digest) -> list[dict]:

@@ -18,7 +18,11 @@ from digestbot.errors import ConfigError
 
 
 def sendgrid_mail(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON body of ``POST /v3/mail/send``: text/plain content before text/html."""
+    """The JSON body of ``POST /v3/mail/send``: text/plain content before text/html.
+
+    The payload's Message-ID goes in ``headers`` too, so that a digest has the same id (for
+    threading and duplicate detection) whichever channel sends it.
+    """
     mail = Mail(
         from_email=From(payload["from_email"], payload.get("from_name") or None),
         to_emails=To(payload["to"]),
@@ -26,6 +30,7 @@ def sendgrid_mail(payload: Mapping[str, Any]) -> dict[str, Any]:
         plain_text_content=payload["text"],
         html_content=payload["html"],
     )
+    mail.add_header(Header("Message-ID", payload["message_id"]))
     for name, value in (payload.get("headers") or {}).items():
         mail.add_header(Header(name, value))
     mail.add_custom_arg(CustomArg("digestbot_key", payload["key"]))  # comes back in event webhooks

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from urllib.parse import quote_plus
@@ -11,6 +11,14 @@ from digestbot.core.highlight import Highlighter
 from digestbot.core.query import Node
 
 Segments = tuple[tuple[str, bool], ...]  # text pieces, True where a matched word is
+
+# A title is shown up to this many characters (a Slack section's size): the ingest limit keeps
+# new titles far shorter, this keeps a huge one stored earlier from flooding every message. Its
+# link searches for at most its first LINK_TITLE_MAX characters (real titles are shorter):
+# enough to find it, and a URL that servers accept.
+TITLE_MAX = 3000
+LINK_TITLE_MAX = 300
+SUBJECT_MAX = 200  # characters of an email subject (and a Slack header before its own cut)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +67,43 @@ class Digest:
     def more(self) -> int:
         return self.total - len(self.papers)
 
+    def showing(self, papers: tuple[DigestPaper, ...]) -> Digest:
+        """This digest with only ``papers`` shown: the others count in ``more``."""
+        return replace(self, papers=papers)
+
+
+def cut(text: str, limit: int) -> str:
+    """``text``, or its first ``limit - 1`` characters and "…"."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def cut_segments(segments: Segments, limit: int) -> Segments:
+    """At most ``limit`` characters of these segments, and "…" where they were cut."""
+    if sum(len(piece) for piece, _ in segments) <= limit:
+        return segments
+    kept: list[tuple[str, bool]] = []
+    room = limit - 1
+    for piece, hit in segments:
+        if room <= 0:
+            break
+        kept.append((piece[:room], hit))
+        room -= len(piece)
+    return (*kept, ("…", False))
+
+
+def shortened(paper: DigestPaper, limit: int) -> DigestPaper:
+    """``paper`` with its title, snippet and each matching label cut to ``limit`` characters:
+    for a paper that alone would not fit in a message."""
+    return replace(
+        paper, title=cut(paper.title, limit), title_segments=cut_segments(paper.title_segments, limit),
+        snippet=cut_segments(paper.snippet, limit), matched_by=tuple(cut(label, limit) for label in paper.matched_by),
+    )
+
 
 @lru_cache(maxsize=16384)  # the same papers go to many readers
 def paper_link(template: str, title: str) -> str:
+    if len(title) > LINK_TITLE_MAX:
+        title = title[:LINK_TITLE_MAX].rsplit(" ", 1)[0]
     return template.replace("{title}", quote_plus(title))
 
 
@@ -74,9 +116,11 @@ def quote_label(label: str) -> str:
     return f"\u201c{label}\u201d" if '"' in label else f'"{label}"'
 
 
-def _labels(subs: list[SubscriptionRef]) -> str:
-    first = quote_label(subs[0].label)
-    return first if len(subs) == 1 else f"{first} and {len(subs) - 1} more"
+def _subject(count: int, subs: list[SubscriptionRef], period: str) -> str:
+    """'3 new papers on "label" and 2 more · Nov 22': the label is cut to keep it to SUBJECT_MAX."""
+    head = f"{_count(count)} on "
+    tail = (f" and {len(subs) - 1} more" if len(subs) > 1 else "") + (f" · {period}" if period else "")
+    return head + quote_label(cut(subs[0].label, SUBJECT_MAX - len(head) - len(tail) - 2)) + tail
 
 
 def period_label(cadence: str, slot_local: datetime) -> str:
@@ -132,16 +176,17 @@ def compose(
     ordered = sorted(matched.values(), key=rank)
     shown = []
     for paper, subs in ordered[:max_papers]:
+        title = cut(paper.title, TITLE_MAX)
         title_segments, snippet = _highlighted(
-            _highlighter(tuple(s.node for s in subs)), paper.title, paper.abstract, snippet_width)
+            _highlighter(tuple(s.node for s in subs)), title, paper.abstract, snippet_width)
         shown.append(DigestPaper(
-            id=paper.id, title=paper.title, url=paper_link(paper_url, paper.title),
+            id=paper.id, title=title, url=paper_link(paper_url, paper.title[:LINK_TITLE_MAX + 1]),
             authors_count=paper.authors_count, upvotes=paper.upvotes, published=paper.published,
             title_segments=title_segments, snippet=snippet,
             matched_by=tuple(s.label for s in sorted(subs, key=lambda s: s.id)),
         ))
     period = period_label(cadence, slot_local)
-    subject = f"{_count(len(ordered))} on {_labels(subscriptions)}" + (f" · {period}" if period else "")
+    subject = _subject(len(ordered), subscriptions, period)
     preheader = "; ".join(p.title for p in shown[:3])
     return Digest(
         recipient=recipient, cadence=cadence, period=period, subject=subject, preheader=preheader[:140],

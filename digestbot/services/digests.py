@@ -22,7 +22,7 @@ from digestbot.core.query import parse_query
 from digestbot.core.recipients import parse_recipient
 from digestbot.core.schedule import CADENCES, Schedule, latest_slot
 from digestbot.core.tokens import LinkSigner
-from digestbot.render import Links, Renderer, Sender
+from digestbot.render import Links, Renderer, Sender, mail_domain
 from digestbot.settings import Settings
 from digestbot.store.models import DigestItem, Match, OutboxMessage, Paper, Recipient, Secret, Subscription
 
@@ -144,9 +144,10 @@ class DigestBuilder:
         )
         target = parse_recipient(recipient.address)
         if target.kind == "email":
-            domain = self.settings.from_email.rpartition("@")[2] or "digestbot"
             key = f"{digest_key}-1"
-            return [self.renderer.email(digest, links, self.sender, key=key, message_id=f"<{key}@{domain}>")]
+            return [self.renderer.email(digest, links, self.sender, key=key,
+                                        message_id=f"<{key}@{mail_domain(self.sender.email)}>",
+                                        max_bytes=self.settings.max_email_bytes)]
         return self.renderer.slack(digest, links, channel=target.target, key=digest_key)
 
     # ---- building ----

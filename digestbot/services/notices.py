@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from digestbot.core.tokens import TIMED, LinkSigner
-from digestbot.render import Renderer, Sender
+from digestbot.render import Renderer, Sender, mail_domain
 from digestbot.services.subscriptions import schedule_label
 from digestbot.store.models import OutboxMessage, Recipient, Subscription
 
@@ -59,9 +59,8 @@ class Notices:
     def _queue(self, session: Session, recipient: Recipient, kind: str, subject: str, context: dict,
                now: datetime) -> OutboxMessage:
         key = f"{kind}-{recipient.id}-{uuid.uuid4().hex[:12]}"
-        domain = self.sender.email.rpartition("@")[2] or "localhost"
-        payload = self.renderer.notice(kind, context, self.sender,
-                                       to=recipient.address, subject=subject, key=key, message_id=f"<{key}@{domain}>")
+        payload = self.renderer.notice(kind, context, self.sender, to=recipient.address, subject=subject, key=key,
+                                       message_id=f"<{key}@{mail_domain(self.sender.email)}>")
         row = OutboxMessage(
             recipient_id=recipient.id, channel="email", cadence=kind, digest_key=key, part=1, subject=subject,
             payload=json.dumps(payload, ensure_ascii=False), status="pending", attempts=0, next_attempt_at=now,
