@@ -64,7 +64,7 @@ def queue_admin_alerts(engine: Engine, settings: Settings, now: datetime) -> int
     """Put each new alert in the outbox for DIGESTBOT_ADMIN (once per problem); returns how many."""
     if not settings.admin:
         return 0
-    target = parse_recipient(settings.admin)
+    target = parse_recipient(settings.admin, private_webhooks=settings.allow_private_webhooks)
     sender = Sender(settings.from_email, settings.from_name, settings.postal_address)
     queued = 0
     with Session(engine) as session:
