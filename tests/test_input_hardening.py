@@ -9,6 +9,8 @@ the CSV import, on SQLite and PostgreSQL where the store is involved.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import hashlib
 import hmac
 import json
@@ -23,7 +25,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from conftest import copy_samples, one_line_error
+from conftest import copy_samples, one_line_error, write_dated
 from digestbot.channels import channels_for
 from digestbot.core.query import QueryError, parse_query, parse_stored_query
 from digestbot.core.recipients import parse_recipient
@@ -33,13 +35,14 @@ from digestbot.core.tokens import LinkSigner
 from digestbot.errors import ConfigError, NotFound, UsageError
 from digestbot.services.delivery import OutboxSender
 from digestbot.services.digests import DigestBuilder, signing_key
+from digestbot.services.health import queue_admin_alerts
 from digestbot.services.ingest import ingest_paths
 from digestbot.services.search import RecentPapers
 from digestbot.services.subscriptions import (
     import_subscriptions, owned_subscription, subscribe, unsubscribe, unsubscribe_recipient,
 )
 from digestbot.settings import Settings
-from digestbot.store import OutboxMessage, Paper, Recipient, Subscription
+from digestbot.store import OutboxMessage, Paper, Subscription
 from digestbot.web import create_app
 
 NOW = datetime(2025, 12, 1, 6, 0, tzinfo=UTC)
@@ -176,6 +179,20 @@ def test_an_old_query_with_a_line_break_still_gets_its_digest_with_a_one_line_su
     [eml] = (tmp_path / "outbox" / "email").glob("*.eml")
     [subject] = [line for line in eml.read_text().splitlines() if line.startswith("Subject:")]
     assert '"diffusion model"' in subject
+
+
+def test_a_dump_file_name_with_a_line_break_still_reaches_the_admin(engine, tmp_path) -> None:
+    """The admin's alert about a failed file names the file in its subject."""
+    bad = write_dated(tmp_path / "dumps" / "broken\nBcc: eve@example.org.json", "not json",
+                      (NOW - timedelta(days=1)).timestamp())
+    assert ingest_paths(engine, [bad], now=NOW, settle_seconds=0).files[0].status == "failed"
+    settings = quiet_settings(tmp_path, DIGESTBOT_EMAIL_BACKEND="file", DIGESTBOT_ADMIN="admin@example.org")
+    assert queue_admin_alerts(engine, settings, NOW) == 1
+    report = OutboxSender(engine, channels_for(settings), settings).send_all()
+    assert (report.sent, report.failed) == (1, 0), report.errors
+    [eml] = (tmp_path / "outbox" / "email").glob("*.eml")
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert message["Subject"].endswith("/dumps/broken Bcc: eve@example.org.json") and message["Bcc"] is None
 
 
 # ================================================================ 2. one line, not a traceback

@@ -74,7 +74,7 @@ def quote_label(label: str) -> str:
     return f"\u201c{label}\u201d" if '"' in label else f'"{label}"'
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
     """``text`` with each run of whitespace or invisible characters as one space. Queries and
     names are refused with line breaks now, but older ones may hold some, and a subject is a
     header: a line break there makes every message to the recipient fail."""
@@ -150,7 +150,7 @@ def compose(
             matched_by=tuple(s.label for s in sorted(subs, key=lambda s: s.id)),
         ))
     period = period_label(cadence, slot_local)
-    subject = _one_line(f"{_count(len(ordered))} on {_labels(subscriptions)}" + (f" · {period}" if period else ""))
+    subject = one_line(f"{_count(len(ordered))} on {_labels(subscriptions)}" + (f" · {period}" if period else ""))
     preheader = "; ".join(p.title for p in shown[:3])
     return Digest(
         recipient=recipient, cadence=cadence, period=period, subject=subject, preheader=preheader[:140],
