@@ -37,7 +37,7 @@ from digestbot.services.delivery import OutboxSender
 from digestbot.services.digests import DigestBuilder, signing_key
 from digestbot.services.health import queue_admin_alerts
 from digestbot.services.ingest import ingest_paths
-from digestbot.services.search import RecentPapers
+from digestbot.services.search import PREVIEW_PAPERS, RecentPapers
 from digestbot.services.subscriptions import (
     import_subscriptions, owned_subscription, subscribe, unsubscribe, unsubscribe_recipient,
 )
@@ -461,7 +461,7 @@ def test_the_preview_looks_at_the_newest_papers_of_its_window_only(engine, tmp_p
     assert seen == window > 40 and searched == 40
     assert {hit.paper.id for hit in bounded} == {hit.paper.id for hit in everything} & set(newest)
     answer = web_client(engine, tmp_path).get("/api/query?q=model").get_json()
-    assert (answer["ok"], answer["searched"], answer["most"], answer["count"]) == (True, window, 5000, len(everything))
+    assert (answer["ok"], answer["searched"], answer["most"], answer["count"]) == (True, window, PREVIEW_PAPERS, len(everything))
 
 
 # ---- helpers -----------------------------------------------------------------------------------
