@@ -40,6 +40,14 @@ def say_error(message: str, label: str = "error") -> None:
     err.print(Text.assemble((f"{label}:", "red"), " ", message), soft_wrap=True)
 
 
+ROWS_AT_MOST = 2**63 - 1
+
+
+def _capped(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    """A --limit as the database can take it: more rows than a 64-bit number counts is all of them."""
+    return min(value, ROWS_AT_MOST)
+
+
 class App:
     """What every command needs: the settings and, on first use, a checked database engine."""
 
@@ -145,7 +153,8 @@ def ingest(app: App, paths: tuple[Path, ...], as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="How many papers.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), callback=_capped,
+              help="How many papers.")
 @click.option("--json", "as_json", is_flag=True, help="Print the papers as JSON.")
 @pass_app
 def papers(app: App, limit: int, as_json: bool) -> None:
@@ -211,7 +220,7 @@ def status(app: App, as_json: bool) -> None:
 @click.option("--tz", default="UTC", show_default=True, help="IANA time zone, e.g. Europe/Berlin.")
 @click.option("--name", default=None, help="A name to show instead of the query.")
 @click.option("--backfill", "backfill_days", default=0, type=click.IntRange(min=0),
-              help="Also match papers first seen in the last DAYS days.")
+              help=f"Also match papers first seen in the last DAYS days (at most {subscriptions.MAX_BACKFILL_DAYS}).")
 @click.option("--json", "as_json", is_flag=True, help="Print the subscription as JSON.")
 @pass_app
 def subscribe(app: App, recipient: str, query: str, cadence: str, at: str, day: str, tz: str, name: str | None,
@@ -221,7 +230,7 @@ def subscribe(app: App, recipient: str, query: str, cadence: str, at: str, day: 
     with Session(app.engine) as session, session.begin():
         sub, backfilled = subscriptions.subscribe(
             session, recipient, query, schedule=schedule, name=name, backfill_days=backfill_days,
-            now=datetime.now(UTC),
+            private_webhooks=app.settings.allow_private_webhooks, now=datetime.now(UTC),
         )
         result = subscriptions.subscription_json(sub) | {"backfilled": backfilled}
         when = subscriptions.schedule_label(sub)
@@ -287,7 +296,8 @@ def import_subscriptions(app: App, csv_file: Path, as_json: bool) -> None:
     except UnicodeDecodeError:
         raise UsageError(f"{csv_file} is not UTF-8 text") from None
     with Session(app.engine) as session, session.begin():
-        report = subscriptions.import_subscriptions(session, text, datetime.now(UTC))
+        report = subscriptions.import_subscriptions(session, text, datetime.now(UTC),
+                                                    private_webhooks=app.settings.allow_private_webhooks)
     if as_json:
         emit_json(report.as_json())
     else:
@@ -299,7 +309,8 @@ def import_subscriptions(app: App, csv_file: Path, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("query")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="How many papers.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), callback=_capped,
+              help="How many papers.")
 @click.option("--json", "as_json", is_flag=True, help="Print the papers as JSON.")
 @pass_app
 def search(app: App, query: str, limit: int, as_json: bool) -> None:
@@ -318,14 +329,24 @@ def search(app: App, query: str, limit: int, as_json: bool) -> None:
     out.print(f"{len(found)} paper(s)" + (" (use --limit for more)" if len(found) == limit else ""))
 
 
+# --now is a time digests are built at: schedules step a week either way from it, and datetime
+# ends at the years 1 and 9999. These years leave room for that and cover any real use.
+NOW_YEARS = (1970, 9998)
+
+
 def _when(value: str | None) -> datetime:
     if value is None:
         return datetime.now(UTC)
     try:
         parsed = datetime.fromisoformat(value)
+        parsed = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
     except ValueError:
         raise UsageError(f"--now must be an ISO 8601 time such as 2026-11-23T08:00:00+01:00, not {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the year 1 in UTC
+        parsed = None
+    if parsed is None or not NOW_YEARS[0] <= parsed.year <= NOW_YEARS[1]:
+        raise UsageError(f"--now must be a time in the years {NOW_YEARS[0]} to {NOW_YEARS[1]}, not {value!r}")
+    return parsed
 
 
 @cli.command()
@@ -378,7 +399,7 @@ def _outbox_json(row) -> dict:
 
 @cli.group(invoke_without_command=True)
 @click.option("--status", type=click.Choice(["pending", "sending", "sent", "failed"]), default=None)
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1), callback=_capped)
 @click.option("--json", "as_json", is_flag=True, help="Print the messages as JSON.")
 @click.pass_context
 def outbox(ctx: click.Context, status: str | None, limit: int, as_json: bool) -> None:
@@ -445,7 +466,9 @@ def preview(app: App, recipient: str, fmt: str | None, cadence: str | None, now_
 def _log_to_stderr(debug: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z")
-    for noisy in ("alembic", "slack_sdk", "urllib3"):
+    # Their debug lines carry what is sent: SQL parameters and request bodies hold messages,
+    # and messages hold the tokens of their links (and webhook URLs, which are secrets).
+    for noisy in ("alembic", "slack_sdk", "urllib3", "sqlalchemy", "python_http_client", "sendgrid"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # "Task queue depth is N": requests waited for a free thread, which is what a queue is for.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)

@@ -23,7 +23,16 @@ def option(default: Any, env: str, doc: str, *, secret: bool = False) -> Any:
     return field(default=default, metadata={"env": env, "doc": doc, "secret": secret}, repr=not secret)
 
 
-_PARSERS = {"str": str, "Path": Path, "float": float, "int": int}
+def parse_bool(raw: str) -> bool:
+    """1/0, true/false, yes/no, on/off, in any case; anything else is a ValueError."""
+    value = _BOOLS.get(raw.strip().lower())
+    if value is None:
+        raise ValueError(raw)
+    return value
+
+
+_BOOLS = {word: True for word in ("1", "true", "yes", "on")} | {word: False for word in ("0", "false", "no", "off")}
+_PARSERS = {"str": str, "Path": Path, "float": float, "int": int, "bool": parse_bool}
 # Written into a URL as it is (query or basic-auth password): nothing there needs escaping.
 _URL_SAFE_SECRET = re.compile(r"[A-Za-z0-9_-]{16,}")
 
@@ -49,6 +58,10 @@ class Settings:
     )
     admin: str = option(
         "", "DIGESTBOT_ADMIN", "who hears about failed files and a stale pipeline: an email or slack: recipient"
+    )
+    allow_private_webhooks: bool = option(
+        False, "DIGESTBOT_ALLOW_PRIVATE_WEBHOOKS",
+        "1: slack-webhook: recipients may point at loopback, private or link-local addresses, local names, any port",
     )
 
     # ---- digests ----
@@ -133,7 +146,7 @@ class Settings:
             from digestbot.core.recipients import parse_recipient  # settings load before the core
 
             try:
-                parse_recipient(self.admin)
+                parse_recipient(self.admin, private_webhooks=self.allow_private_webhooks)
             except DigestbotError as exc:
                 raise ConfigError(f"DIGESTBOT_ADMIN: {exc}") from None
         if self.poll_seconds <= 0 or self.stale_hours <= 0:
@@ -186,7 +199,8 @@ class Settings:
             try:
                 values[f.name] = _PARSERS[str(f.type)](raw)
             except (ValueError, KeyError):
-                raise ConfigError(f"{f.metadata['env']} must be a {f.type}, not {raw!r}") from None
+                kind = "1 or 0 (true/false, yes/no, on/off)" if str(f.type) == "bool" else f"a {f.type}"
+                raise ConfigError(f"{f.metadata['env']} must be {kind}, not {raw!r}") from None
         return cls(**values)
 
     @classmethod
@@ -201,4 +215,9 @@ class Settings:
     @classmethod
     def documented(cls) -> list[tuple[str, str, str]]:
         """(variable, default, comment) for every option: what .env.example must list."""
-        return [(f.metadata["env"], str(f.default), f.metadata["doc"]) for f in fields(cls)]
+        return [(f.metadata["env"], _written(f.default), f.metadata["doc"]) for f in fields(cls)]
+
+
+def _written(default: Any) -> str:
+    """A default as it is written in .env: booleans as 1 or 0."""
+    return str(int(default)) if isinstance(default, bool) else str(default)

@@ -86,10 +86,13 @@ def make_settings(tmp_path: Path, sendgrid: FakeSendGrid | None = None, slack: F
 
 def queue(engine: Engine, sample: Path, settings: Settings, subscriptions: list[tuple[str, str]],
           max_papers: int = 25) -> list:
-    """Subscribe (daily, 08:00 UTC), ingest the sample, build what is due at DUE: the built digests."""
+    """Subscribe (daily, 08:00 UTC), ingest the sample, build what is due at DUE: the built digests.
+
+    Webhooks may point at loopback here, where the fake Slack listens (DIGESTBOT_ALLOW_PRIVATE_WEBHOOKS)."""
     with Session(engine) as session, session.begin():
         for recipient, query in subscriptions:
-            subscribe(session, recipient, query, schedule=parse_schedule("daily"), now=T0)
+            subscribe(session, recipient, query, schedule=parse_schedule("daily"), now=T0,
+                      private_webhooks=settings.allow_private_webhooks)
     report = ingest_paths(engine, [sample], now=INGEST, settle_seconds=0)
     assert report.files[0].status == "ingested"
     built = DigestBuilder(engine, dataclasses.replace(settings, digest_max_papers=max_papers)).build_due(DUE)
@@ -292,7 +295,7 @@ def test_a_slack_part_that_fails_for_a_moment_is_not_overtaken_by_the_next_part(
 
 
 def test_slack_webhook_recipients_are_posted_to_their_webhook(sqlite_engine, sample, tmp_path, fake_slack) -> None:
-    settings = make_settings(tmp_path, slack=fake_slack)
+    settings = make_settings(tmp_path, slack=fake_slack, allow_private_webhooks=True)  # the fake is on loopback
     hook = fake_slack.webhook_url("T000/B000/XXXX")
     [built] = queue(sqlite_engine, sample, settings, [(f"slack-webhook:{hook}", "diffusion")])
     report = sender(sqlite_engine, settings).send_all()

@@ -583,7 +583,7 @@ def test_the_preview_finds_what_search_finds_in_the_same_order(engine, tmp_path,
     node = parse_query(query)
     with Session(engine) as session:
         engine_hits = [(h.paper.id, h.score) for h in search(session, node, limit=1000)]
-        preview_hits = [(h.paper.id, h.score) for h in RecentPapers(days=14).search(session, node, datetime.now(UTC))]
+        preview_hits = [(h.paper.id, h.score) for h in RecentPapers(days=14).search(session, node, datetime.now(UTC))[0]]
     assert preview_hits == engine_hits
 
 

@@ -120,7 +120,16 @@ def _subject(count: int, subs: list[SubscriptionRef], period: str) -> str:
     """'3 new papers on "label" and 2 more · Nov 22': the label is cut to keep it to SUBJECT_MAX."""
     head = f"{_count(count)} on "
     tail = (f" and {len(subs) - 1} more" if len(subs) > 1 else "") + (f" · {period}" if period else "")
-    return head + quote_label(cut(subs[0].label, SUBJECT_MAX - len(head) - len(tail) - 2)) + tail
+    return one_line(head + quote_label(cut(subs[0].label, SUBJECT_MAX - len(head) - len(tail) - 2)) + tail)
+
+
+def one_line(text: str) -> str:
+    """``text`` with each run of whitespace or invisible characters as one space. Queries and
+    names are refused with line breaks now, but older ones may hold some, and a subject is a
+    header: a line break there makes every message to the recipient fail."""
+    if text.isprintable():
+        return text
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
 def period_label(cadence: str, slot_local: datetime) -> str:

@@ -318,8 +318,52 @@ _OPERATORS = frozenset(("OR", "AND", "NOT"))
 
 
 def parse_query(query: str) -> Node:
-    """Parse ``query``; raises QueryError saying what is wrong and where."""
+    """Parse ``query``; raises QueryError saying what is wrong and where.
+
+    A query is one line of printable text: it ends up in email subjects and in log lines,
+    where a line break would break the message (see ``unprintable``).
+    """
     return (_parse_plain(query) if len(query) <= MAX_LENGTH else None) or _parse(query)
+
+
+def parse_stored_query(query: str) -> Node:
+    """Parse a query read from the store. Queries saved before line breaks and invisible
+    characters were refused keep the meaning they had then (the lexer reads a line break
+    or a tab as a space) instead of failing every match and digest of their subscriber."""
+    return (_parse_plain(query) if len(query) <= MAX_LENGTH else None) or _parse(query, one_line=False)
+
+
+# splitlines() ends a line at each of these; a header or a log line must not contain them.
+_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+_KINDS = {"Cc": "the control character", "Cf": "the invisible formatting character", "Cs": "the lone surrogate",
+          "Co": "the private-use character", "Cn": "the unassigned character"}
+
+
+def unprintable(text: str) -> tuple[int, str] | None:
+    """The first character of ``text`` that has no place in one line of visible text, as its
+    index and a description, or None.
+
+    Refused: what ``str.isprintable`` refuses (control and format characters such as line
+    breaks, tabs, NUL, zero-width and bidirectional marks, surrogates, private-use and
+    unassigned code points), except spaces (category Zs): a no-break space pasted from a web
+    page is a space to the lexer, and harmless in a header.
+    """
+    if text.isprintable():  # nearly always: one pass in C
+        return None
+    for index, char in enumerate(text):
+        if char.isprintable() or unicodedata.category(char) == "Zs":
+            continue
+        if char in _LINE_BREAKS:
+            return index, "a line break"
+        if char == "\t":
+            return index, "a tab"
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:  # how Python passes on a command-line byte that is not UTF-8
+            return index, f"a byte that is not UTF-8 (0x{code - 0xDC00:02X})"
+        kind = _KINDS.get(unicodedata.category(char), "the invisible character")
+        name = unicodedata.name(char, "")
+        return index, f"{kind} U+{code:04X}" + (f" ({name})" if name else "")
+    return None  # pragma: no cover - isprintable() said there was one
 
 
 def _parse_plain(query: str) -> Node | None:
@@ -373,15 +417,20 @@ def _term_or_phrase(words: list[str], field: FieldName = "any") -> Node:
     return Term(stem(words[0]), field) if len(words) == 1 else Phrase(tuple(words), field)
 
 
-def _parse(query: str) -> Node:
+def _parse(query: str, one_line: bool = True) -> Node:
     """The parser itself, for any query."""
     if len(query) > MAX_LENGTH:
         raise QueryError(f"longer than {MAX_LENGTH} characters", MAX_LENGTH + 1)
-    for index, char in enumerate(query):
-        if unicodedata.category(char) == "Cc" and not char.isspace():
-            raise QueryError(f"control character {char!r}", index + 1)
     if not query.strip():
         raise QueryError("the query is empty", 1)
+    if one_line:
+        # Surrounding whitespace is stripped before a query is stored: only what is kept counts.
+        kept = query.strip()
+        found = unprintable(kept)
+        if found is not None:
+            index, what = found
+            raise QueryError(f"{what} is not allowed: a query is one line of printable text",
+                             len(query) - len(query.lstrip()) + index + 1)
     node = _Parser(query).parse()
     if isinstance(node, Not):
         column = len(query) - len(query.lstrip()) + 1

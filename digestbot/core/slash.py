@@ -39,7 +39,7 @@ def parse_command(text: str) -> SlashCommand:
             raise UsageError("give a query: /digest subscribe <query> [daily|weekly|instant]")
         return SlashCommand("subscribe", query=rest, cadence=cadence)
     if action == "unsubscribe":
-        if not rest.isdigit():
+        if not (rest.isascii() and rest.isdigit()):  # "²" and "١" are digits too, but int() refuses the first
             raise UsageError("give the subscription's id, as /digest list shows it: /digest unsubscribe 12")
         return SlashCommand("unsubscribe", subscription_id=int(rest))
     raise UsageError(f"unknown command {action!r}. {HELP}")

@@ -276,7 +276,7 @@ def outbox_counts(session: Session) -> dict[str, int]:
 
 def retry(session: Session, row_id: int, now: datetime) -> OutboxMessage:
     """Put a failed (or pending) message back in line, now, with a fresh attempt count."""
-    row = session.get(OutboxMessage, row_id)
+    row = session.get(OutboxMessage, row_id) if 0 < row_id < 2**63 else None  # SQLite cannot bind a larger one
     if row is None:
         raise NotFound(f"no outbox message with id {row_id}")
     if row.status in ("sent", "sending"):

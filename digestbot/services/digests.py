@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from digestbot.core.digest import Digest, PaperRef, SubscriptionRef, compose
-from digestbot.core.query import parse_query
+from digestbot.core.query import parse_stored_query
 from digestbot.core.recipients import parse_recipient
 from digestbot.core.schedule import CADENCES, Schedule, latest_slot
 from digestbot.core.tokens import LinkSigner
@@ -28,7 +28,7 @@ from digestbot.store.models import DigestItem, Match, OutboxMessage, Paper, Reci
 
 
 # Queries are parsed for every digest of a run, and popular ones are shared by many readers.
-_parsed_query = lru_cache(maxsize=4096)(parse_query)
+_parsed_query = lru_cache(maxsize=4096)(parse_stored_query)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +88,8 @@ class DigestBuilder:
         if cadence is not None:
             statement = statement.where(Subscription.cadence == cadence)
         if recipient is not None:
-            statement = statement.where(Recipient.address == parse_recipient(recipient).address)
+            # A lookup: any stored address, whatever DIGESTBOT_ALLOW_PRIVATE_WEBHOOKS says now.
+            statement = statement.where(Recipient.address == parse_recipient(recipient, private_webhooks=True).address)
         if recipient_id is not None:
             statement = statement.where(Subscription.recipient_id == recipient_id)
         groups: dict[tuple[int, str], list[tuple[Subscription, datetime]]] = defaultdict(list)
@@ -142,7 +143,7 @@ class DigestBuilder:
             per_subscription={s.id: self.signer.unsubscribe_url(recipient.id, [s.id]) for s in digest.subscriptions},
             see_all=self.signer.digest_url(recipient.id, digest_key),
         )
-        target = parse_recipient(recipient.address)
+        target = parse_recipient(recipient.address, private_webhooks=True)  # checked when it was stored
         if target.kind == "email":
             key = f"{digest_key}-1"
             return [self.renderer.email(digest, links, self.sender, key=key,

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from digestbot.core.digest import one_line
 from digestbot.core.recipients import parse_recipient
 from digestbot.core.schedule import Schedule, next_slot
 from digestbot.render import Sender, admin_alert_payload
@@ -51,7 +52,7 @@ def pending_alerts(session: Session, settings: Settings, now: datetime) -> list[
     for failed in session.scalars(select(DumpFile).where(DumpFile.status == "failed")):
         found.append((
             f"failed:{failed.sha256}",
-            f"digestbot: a dump file failed: {failed.path}",
+            f"digestbot: a dump file failed: {one_line(failed.path)}",  # a file name may hold a line break
             f"{failed.path} could not be ingested: {failed.error}",
         ))
     if not found:
@@ -64,7 +65,7 @@ def queue_admin_alerts(engine: Engine, settings: Settings, now: datetime) -> int
     """Put each new alert in the outbox for DIGESTBOT_ADMIN (once per problem); returns how many."""
     if not settings.admin:
         return 0
-    target = parse_recipient(settings.admin)
+    target = parse_recipient(settings.admin, private_webhooks=settings.allow_private_webhooks)
     sender = Sender(settings.from_email, settings.from_name, settings.postal_address)
     queued = 0
     with Session(engine) as session:

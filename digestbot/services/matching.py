@@ -22,7 +22,7 @@ from sqlalchemy import Engine, exists, select, text, update
 from sqlalchemy.orm import Session
 
 from digestbot.core.matcher import Batch, QueryIndex, gc_paused, to_bits, vocabulary
-from digestbot.core.query import Node, parse_query
+from digestbot.core.query import Node, parse_stored_query
 from digestbot.store.db import insert_ignoring_duplicates
 from digestbot.store.models import Counter, Paper, Subscription, SubscriptionPause
 
@@ -127,7 +127,7 @@ class SubscriptionMatcher:
         if subscribers is None:
             node = self._parsed.get(query)
             if node is None:
-                node = self._parsed[query] = parse_query(query)
+                node = self._parsed[query] = parse_stored_query(query)
             self.index.add(query, node)
             subscribers = self._subscribers[query] = {}
         subscribers[subscription_id] = since

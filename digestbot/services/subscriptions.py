@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from digestbot.core.query import parse_query
+from digestbot.core.query import parse_query, unprintable
 from digestbot.core.recipients import Recipient, parse_recipient
 from digestbot.core.schedule import Schedule, parse_schedule
 from digestbot.errors import DigestbotError, NotFound, UsageError
@@ -21,6 +21,8 @@ from digestbot.store.models import Recipient as RecipientRow
 from digestbot.store.models import Subscription
 
 MAX_NAME = 200
+MAX_BACKFILL_DAYS = 36500  # a century: more than any store holds, and far from datetime's limits
+MAX_ID = 2**63 - 1  # ids are 64-bit at most: a larger number names nothing (and SQLite cannot bind it)
 
 
 def subscription_json(sub: Subscription) -> dict:
@@ -50,29 +52,35 @@ def _recipient_row(session: Session, recipient: Recipient, now: datetime) -> Rec
 
 
 def _check_name(name: str | None) -> str | None:
+    """The name as stored: one line of printable text, like a query (it is shown in subjects)."""
     if name is None:
         return None
     if len(name) > MAX_NAME:
         raise UsageError(f"the name is longer than {MAX_NAME} characters")
-    if any(not c.isprintable() for c in name):
-        raise UsageError("the name has control characters")
-    return name.strip() or None
+    kept = name.strip()
+    found = unprintable(kept)
+    if found is not None:
+        index, what = found
+        column = len(name) - len(name.lstrip()) + index + 1
+        raise UsageError(f"bad name: {what} at column {column}: a name is one line of printable text")
+    return kept or None
 
 
 def subscribe(
     session: Session, recipient: str, query: str, *, schedule: Schedule, name: str | None = None,
-    backfill_days: int = 0, pending: bool = False, now: datetime,
+    backfill_days: int = 0, pending: bool = False, private_webhooks: bool = False, now: datetime,
 ) -> tuple[Subscription, int]:
     """Create a subscription; with ``backfill_days``, match the papers of those last days now.
 
     A ``pending`` subscription (made on the web page) stays inactive until ``confirm``.
+    ``private_webhooks`` (DIGESTBOT_ALLOW_PRIVATE_WEBHOOKS) lets a webhook point inside the network.
 
     Returns the subscription and the number of papers it matched on backfill.
     """
-    target = parse_recipient(recipient)
+    target = parse_recipient(recipient, private_webhooks=private_webhooks)
     node = parse_query(query)
-    if backfill_days < 0:
-        raise UsageError("--backfill takes a number of days, 0 or more")
+    if not 0 <= backfill_days <= MAX_BACKFILL_DAYS:
+        raise UsageError(f"--backfill takes a number of days from 0 to {MAX_BACKFILL_DAYS}, not {backfill_days}")
     sub = Subscription(
         recipient=_recipient_row(session, target, now), query=query.strip(), name=_check_name(name),
         cadence=schedule.cadence, send_at=schedule.at, weekday=schedule.day, timezone=schedule.tz,
@@ -89,8 +97,13 @@ def subscribe(
     return sub, backfilled
 
 
+def _get(session: Session, subscription_id: int) -> Subscription | None:
+    """The subscription with this id, or None; an id no column can hold names nothing."""
+    return session.get(Subscription, subscription_id) if 0 < subscription_id <= MAX_ID else None
+
+
 def unsubscribe(session: Session, subscription_id: int, now: datetime) -> Subscription:
-    sub = session.get(Subscription, subscription_id)
+    sub = _get(session, subscription_id)
     if sub is None:
         raise NotFound(f"no subscription with id {subscription_id}", hint="see 'digestbot subscriptions'")
     if sub.active:
@@ -99,7 +112,7 @@ def unsubscribe(session: Session, subscription_id: int, now: datetime) -> Subscr
 
 
 def unsubscribe_recipient(session: Session, recipient: str, now: datetime) -> list[Subscription]:
-    address = parse_recipient(recipient).address
+    address = parse_recipient(recipient, private_webhooks=True).address  # a lookup: any stored address
     subs = list(session.scalars(
         select(Subscription).join(Subscription.recipient)
         .where(RecipientRow.address == address, Subscription.active.is_(True))
@@ -116,7 +129,8 @@ def list_subscriptions(session: Session, recipient: str | None = None, include_i
                        ) -> list[Subscription]:
     statement = select(Subscription).join(Subscription.recipient).order_by(Subscription.id)
     if recipient is not None:
-        statement = statement.where(RecipientRow.address == parse_recipient(recipient).address)
+        statement = statement.where(
+            RecipientRow.address == parse_recipient(recipient, private_webhooks=True).address)  # a lookup
     if not include_inactive:
         statement = statement.where(Subscription.active.is_(True))
     return list(session.scalars(statement.where(Subscription.deleted_at.is_(None))))
@@ -136,10 +150,12 @@ REQUIRED_COLUMNS = ("recipient", "query")
 OPTIONAL_COLUMNS = ("cadence", "at", "day", "tz", "name")
 
 
-def import_subscriptions(session: Session, text: str, now: datetime) -> ImportReport:
+def import_subscriptions(session: Session, text: str, now: datetime, *, private_webhooks: bool = False
+                         ) -> ImportReport:
     """Import CSV rows (``recipient,query`` plus optional ``cadence,at,day,tz,name``).
 
     Bad rows are reported by line number and skipped; good rows are inserted in bulk.
+    ``private_webhooks`` as for ``subscribe``.
     """
     report = ImportReport()
     reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")), strict=True)
@@ -149,7 +165,10 @@ def import_subscriptions(session: Session, text: str, now: datetime) -> ImportRe
         raise UsageError(f"the CSV header must name {', '.join(REQUIRED_COLUMNS)}; missing {', '.join(missing)}")
     unknown = [h for h in header if h not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
     if unknown:
-        raise UsageError(f"unknown CSV column(s): {', '.join(unknown)}")
+        raise UsageError(f"unknown CSV column(s): {', '.join(map(_shown, unknown))}")
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:  # DictReader would keep the last one's value and drop the other without a word
+        raise UsageError(f"the CSV header names {', '.join(twice)} more than once")
     reader.fieldnames = header
 
     recipients: dict[str, Recipient] = {}
@@ -164,7 +183,7 @@ def import_subscriptions(session: Session, text: str, now: datetime) -> ImportRe
             written = raw["recipient"]
             target = recipients.get(written)
             if target is None:
-                target = recipients[written] = parse_recipient(written)
+                target = recipients[written] = parse_recipient(written, private_webhooks=private_webhooks)
             if raw["query"] not in parsed_queries:
                 parse_query(raw["query"])
                 parsed_queries.add(raw["query"])
@@ -199,6 +218,11 @@ def import_subscriptions(session: Session, text: str, now: datetime) -> ImportRe
     return report
 
 
+def _shown(cell: str) -> str:
+    """A header cell in a one-line message: as it is when it is plain, else quoted with escapes."""
+    return cell if cell.isprintable() and cell.strip() == cell and cell else repr(cell)
+
+
 def _records(reader: csv.DictReader, report: ImportReport):
     """(line, record) pairs; malformed CSV (an unclosed quote…) is reported where it starts."""
     while True:
@@ -224,7 +248,7 @@ def _recipient_ids(session: Session, addresses: list[str]) -> dict[str, int]:
 
 
 def set_active(session: Session, subscription_id: int, active: bool, now: datetime) -> Subscription:
-    sub = session.get(Subscription, subscription_id)
+    sub = _get(session, subscription_id)
     if sub is None:
         raise NotFound(f"no subscription with id {subscription_id}")
     sub.active, sub.updated_at, sub.version = active, now, next_subscription_version(session)
@@ -256,7 +280,7 @@ def named_subscriptions(session: Session, recipient_id: int, subscription_ids: l
 
 def owned_subscription(session: Session, recipient_id: int, subscription_id: int) -> Subscription:
     """The subscription, if it belongs to this recipient and is not deleted; else NotFound."""
-    sub = session.get(Subscription, subscription_id)
+    sub = _get(session, subscription_id)
     if sub is None or sub.recipient_id != recipient_id or sub.deleted_at is not None:
         raise NotFound(f"no subscription with id {subscription_id}")
     return sub

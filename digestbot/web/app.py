@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
+import traceback
 import zoneinfo
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
@@ -105,6 +107,46 @@ class Site:
         return Response(body, status=status, mimetype="text/html")
 
 
+# A path that carries a signed token, as waitress and werkzeug write paths in their own messages.
+_TOKEN_PATH = re.compile(r"/(confirm|manage|unsubscribe|digests)/[^/\s?#'\"]+")
+
+
+class ScrubTokens(logging.Filter):
+    """Writes the token in a logged path as ``<token>``.
+
+    Attached to the loggers of the libraries that log request paths (waitress logs "Client
+    disconnected while serving /manage/…"), and to the app's own: a filter on a logger changes
+    the record before any handler sees it, so the token is in no log line, whatever handles it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        scrubbed = _TOKEN_PATH.sub(r"/\1/<token>", message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _TOKEN_PATH.sub(r"/\1/<token>", "".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
+        return True
+
+
+class _Flask(Flask):
+    def log_exception(self, exc_info) -> None:
+        """Flask logs "Exception on <path>": the path carries the token, so the route's pattern instead."""
+        token = (request.view_args or {}).get("token")
+        text = "".join(traceback.format_exception(*exc_info)).rstrip()
+        if isinstance(token, str) and token:
+            text = text.replace(token, "<token>")
+        rule = request.url_rule.rule if request.url_rule else "-"
+        self.logger.error("exception on %s %s\n%s", request.method, rule, text)
+
+
+def _scrub_tokens_in_logs(*names: str) -> None:
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, ScrubTokens) for f in logger.filters):
+            logger.addFilter(ScrubTokens())
+
+
 def site() -> Site:
     return current_app.extensions["digestbot"]
 
@@ -138,7 +180,8 @@ def create_app(settings: Settings, engine: Engine, *, clock: Callable[[], dateti
         except ValueError:
             raise ConfigError("SENDGRID_WEBHOOK_PUBLIC_KEY is not a valid public key (paste it as SendGrid shows it)") from None
     templates = resource_dir("templates")
-    app = Flask("digestbot.web", static_folder=str(templates / "web" / "static"), static_url_path="/static")
+    app = _Flask("digestbot.web", static_folder=str(templates / "web" / "static"), static_url_path="/static")
+    _scrub_tokens_in_logs("waitress", "werkzeug", app.logger.name)
     key = signing_key(engine, settings)
     # The session cookie only carries the CSRF token and one-shot messages; its key is derived
     # from the link-signing key so that neither can stand in for the other.

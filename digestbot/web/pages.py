@@ -7,7 +7,7 @@ follow every link in an email, and must not confirm or unsubscribe anyone by doi
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, get_flashed_messages, redirect, request
+from flask import Blueprint, abort, current_app, flash, get_flashed_messages, redirect, request
 from sqlalchemy import select
 
 from digestbot.core.digest import paper_link
@@ -22,12 +22,20 @@ from digestbot.services.notices import address_over_limit
 from digestbot.services.subscriptions import schedule_label
 from digestbot.store.models import DigestItem, Paper, Recipient
 from digestbot.web.app import Site, client_key, site
-from digestbot.web.guards import check_csrf
+from digestbot.web.guards import RateLimiter, check_csrf
 
 blueprint = Blueprint("pages", __name__)
 
 PREVIEW_SHOWN = 10
+PREVIEW_LIMIT = 60  # /api/query requests one client may make per minute: a keystroke every second
 CADENCE_CHOICES = ("daily", "weekly", "instant")
+EDIT_FIELDS = ("query", "cadence", "at", "day", "tz")
+
+
+@blueprint.record_once
+def _set_up(state) -> None:
+    # The preview's own limit: typing makes many requests, far more than subscribing does.
+    state.app.extensions["digestbot-preview-limiter"] = RateLimiter(PREVIEW_LIMIT, 60.0)
 
 
 def _token(purpose: str, token: str) -> dict:
@@ -118,16 +126,20 @@ def subscribed():
 
 @blueprint.get("/api/query")
 def check_query():
-    """As-you-type checking and preview: the parser's verdict and the last two weeks' matches."""
+    """As-you-type checking and preview: the parser's verdict and the last two weeks' matches
+    (among the newest ``most`` papers of those weeks: ``searched`` says how many were looked at)."""
     s = site()
+    if not current_app.extensions["digestbot-preview-limiter"].allow(client_key()):
+        abort(429, description="too many queries from your network: wait a minute")
     text = request.args.get("q", "")
     try:
         node = parse_query(text)
     except UsageError as exc:
         return {"ok": False, "error": _query_error(exc)}
     with s.session() as session:
-        hits = s.recent_papers.search(session, node, s.clock())
-    return {"ok": True, "days": s.recent_papers.days, "count": len(hits),
+        hits, searched = s.recent_papers.search(session, node, s.clock())
+    return {"ok": True, "days": s.recent_papers.days, "count": len(hits), "searched": searched,
+            "most": s.recent_papers.most,
             "papers": [{"id": h.paper.id, "title": h.paper.title, "first_seen": h.paper.first_seen.date().isoformat()}
                        for h in hits[:PREVIEW_SHOWN]]}
 
@@ -225,7 +237,12 @@ def manage_action(token: str, subscription_id: int, action: str):
                 subscriptions.delete(session, sub, now)
                 message = f"“{label}” is deleted."
             elif action == "edit":
-                subscriptions.edit(session, sub, query=request.form.get("query", ""), schedule=_schedule(request.form),
+                # Every field, as the page's form sends them: a missing one must not fall back to
+                # a default and quietly change the schedule.
+                missing = [name for name in EDIT_FIELDS if name not in request.form]
+                if missing:
+                    raise UsageError(f"the form has no {missing[0]!r} field: reload the page and try again")
+                subscriptions.edit(session, sub, query=request.form["query"], schedule=_schedule(request.form),
                                    now=now)
                 message = f"“{sub.name or sub.query}” is saved."
             else:
@@ -242,9 +259,13 @@ def _manage_with_error(s: Site, recipient_id: int, token: str, subscription_id: 
         recipient = session.get(Recipient, recipient_id)
         subs = subscriptions.recipient_subscriptions(session, recipient_id)
     error = _query_error(exc)
+    # What was sent, over what is stored: a hand-made form may lack fields the page shows.
+    [sub] = [sub for sub in subs if sub.id == subscription_id]
+    edited = {"query": sub.query, "cadence": sub.cadence, "at": sub.send_at, "day": sub.weekday,
+              "tz": sub.timezone} | {name: request.form[name] for name in EDIT_FIELDS if name in request.form}
     return s.page("manage.html.j2", status=400, recipient=recipient, subscriptions=subs, token=token,
                   schedule_label=schedule_label, messages=[], errors={subscription_id: error},
-                  edited=dict(request.form), **_choices(s))
+                  edited=edited, **_choices(s))
 
 
 # ---- unsubscribe ----

@@ -53,7 +53,9 @@
     var count = result.count;
     document.getElementById("preview-count").textContent = count === 0
       ? "No paper matched. Your subscription still catches the next ones that do."
-      : count + (count === 1 ? " paper matched" : " papers matched") + (count > result.papers.length ? "; the best " + result.papers.length + ":" : ":");
+      : count + (count === 1 ? " paper matched" : " papers matched")
+        + (result.searched >= result.most ? " among the newest " + result.most : "")
+        + (count > result.papers.length ? "; the best " + result.papers.length + ":" : ":");
     var list = document.getElementById("preview-list");
     list.replaceChildren();
     result.papers.forEach(function (paper) {
@@ -72,7 +74,10 @@
       .then(function (response) { return response.json(); })
       .then(function (result) {
         if (ticket !== latest) return;  // an answer to an older keystroke
-        if (result.ok) showPreview(result); else showError(result.error);
+        if (result.ok) showPreview(result);
+        else if (result.error && result.error.message) showError(result.error);
+        // else: too many requests for now (429); the next keystroke asks again
+
       })
       .catch(function () {});
   }
