@@ -1,6 +1,7 @@
 """The store: SQLAlchemy models, the engine, and the schema (created only by Alembic migrations)."""
 
 from digestbot.store.db import connect, ensure_current, migrate, schema_revision
+from digestbot.store.unit import Store, Transaction
 from digestbot.store.models import (
     AdminAlert, Base, Counter, DigestItem, DumpFile, Match, MatchQuery, OutboxMessage, Paper, PaperSighting, QueryMatch,
     Recipient, Secret, Subscription, SubscriptionPause, JobRun, Lease, WebhookEvent,
@@ -10,4 +11,4 @@ __all__ = [
     "MatchQuery", "PaperSighting", "QueryMatch", "SubscriptionPause",
     "AdminAlert", "JobRun", "Lease",
     "Base", "Counter", "DigestItem", "DumpFile", "Match", "OutboxMessage", "Paper", "Recipient", "Secret",
-    "Subscription", "WebhookEvent", "connect", "ensure_current", "migrate", "schema_revision"]
+    "Store", "Subscription", "Transaction", "WebhookEvent", "connect", "ensure_current", "migrate", "schema_revision"]

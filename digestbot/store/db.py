@@ -15,6 +15,11 @@ from digestbot.errors import ConfigError, SchemaOutOfDate
 from digestbot.resources import resource_dir
 
 
+# An execution option on connections that only read (Store.reading): on SQLite they begin a
+# deferred transaction instead of taking the write lock.
+READ_ONLY = "digestbot_read_only"
+
+
 def connect(url: str) -> Engine:
     """An engine for ``url``. SQLite gets WAL, foreign keys, a busy timeout and BEGIN IMMEDIATE."""
     try:
@@ -51,7 +56,9 @@ def connect(url: str) -> Engine:
     def _on_begin(connection) -> None:
         # A deferred transaction that reads and then writes can fail at once with SQLITE_BUSY
         # in WAL mode; taking the write lock up front makes concurrent writers queue instead.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A transaction that only reads needs no lock (WAL gives it a snapshot).
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
