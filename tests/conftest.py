@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from digestbot.store import connect, migrate
+from digestbot.store import Store, connect, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "examples" / "dumps"
@@ -85,6 +85,12 @@ def engine(database_url: str) -> Iterator[Engine]:
     migrate(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def store(engine: Engine) -> Store:
+    """The same store, as services take it."""
+    return Store(engine)
 
 
 # ---- the command line, run as a user runs it ---------------------------------------------------
