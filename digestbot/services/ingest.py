@@ -425,7 +425,7 @@ class _StoredPaper(NamedTuple):
     authors_count: int | None
     upvotes: int | None
     published: date | None
-    abstract: str
+    abstract: str | None  # None for a paper held by _KnownPapers without it (one this file inserted)
 
 
 @dataclass(slots=True)
@@ -582,7 +582,9 @@ def _runs(ids: list[int]) -> tuple[list[tuple[int, int]], list[int]]:
 
 class _KnownPapers:
     """Every stored paper, read once for a file while the store is small (LOAD_ALL_RATIO) and kept
-    up to date with what the file's chunks write: by title, and by title key once asked for."""
+    up to date with what the file's chunks write: by title, and by title key once asked for. The
+    papers the file inserts are held without their abstract (needed only to spare computing the
+    fingerprint of a paper listed again), and no more than KNOWN_LIMIT papers are held."""
 
     def __init__(self, papers: Iterable[_StoredPaper]) -> None:
         self.by_title = {paper.title: paper for paper in papers}
@@ -709,8 +711,7 @@ class _DumpStore:
         if known is not None:
             for pid, values in zip(new_ids, fresh):
                 known.put(_StoredPaper(pid, values["title"], values["title_key"], values["abstract_fp"],
-                                       values["authors_count"], values["upvotes"], values["published"],
-                                       values["abstract"]))
+                                       values["authors_count"], values["upvotes"], values["published"], None))
             for row, values in changed:
                 known.put(row._replace(**{name: values.get(name, getattr(row, name)) for name in _CHANGING}))
             if len(known) > KNOWN_LIMIT:
