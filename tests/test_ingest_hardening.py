@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import socket
 import stat
 import tracemalloc
@@ -31,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from conftest import NAMES, SAMPLES, copy_samples, write_dated
 from digestbot.core.dumps import DumpLimits, DumpReader, excerpt, parse_dump, shorten
+from digestbot.core.identity import MAX_KEY_CHARS, title_key
 from digestbot.core.settle import Look, settled
 from digestbot.errors import ConfigError, DumpError
 from digestbot.runner import Bot
@@ -301,6 +303,21 @@ def test_a_runaway_paragraph_is_cut_in_memory_and_the_rest_of_the_file_goes_in(e
     assert [w.split(":")[0] for w in result.warnings] == ["line 15", "line 15"]
     assert "paragraph longer than 66,336 bytes" in result.warnings[0]
     assert len([t for t in papers(engine) if t.startswith("xxx")][0]) == 100
+
+
+def test_a_long_title_of_wide_characters_fits_the_key_index(engine, tmp_path):
+    """1,000 CJK characters are 3,000 bytes: more than PostgreSQL's B-tree takes in uq_papers_title_key,
+    which failed the whole file. Long keys end with a hash of the whole key instead."""
+    rng = random.Random(1)
+    wide = "".join(chr(rng.randint(0x4E00, 0x9FFF)) for _ in range(1_000))
+    other = wide[:-1] + ("一" if wide[-1] != "一" else "二")  # differs in its last character only
+    text = f"Mar 1\n\n{wide}\n\nOne abstract.\n\n{other}\n\nAnother abstract.\n\nShort\n\nFine.\n"
+    (result,) = ingest(engine, write(tmp_path / "wide.txt", text)).files
+    assert counts(result) == ("ingested", 3, 0, 0)
+    keys = {p.title: p.title_key for p in papers(engine).values()}
+    assert len(keys[wide]) == MAX_KEY_CHARS and len(keys[wide].encode()) <= 2_000
+    assert keys[wide] != keys[other] and keys[wide] == title_key(wide)
+    assert keys["Short"] == "short"
 
 
 def test_a_file_over_the_byte_limit_fails_unread_and_is_recorded(engine, tmp_path):
