@@ -334,6 +334,16 @@ def test_a_file_over_the_byte_limit_fails_unread_and_is_recorded(engine, tmp_pat
     assert row.sha256 != hashlib.sha256(big.read_bytes()).hexdigest()  # it was not read
 
 
+def test_a_giant_sparse_file_is_refused_at_once_and_its_size_recorded_as_the_column_allows(engine, tmp_path):
+    giant = tmp_path / "giant.txt"
+    with giant.open("wb") as f:
+        f.truncate(3 * 2**30)  # 3 GiB of nothing, on no disk: reading it would take a while
+    os.utime(giant, (MTIME, MTIME))
+    (result,) = ingest(engine, giant).files
+    assert result.error == "too large: 3,221,225,472 bytes, more than DIGESTBOT_MAX_DUMP_BYTES (200,000,000): not read"
+    assert failed_rows(engine)[str(giant)].size == 2**31 - 1  # a 32-bit column on PostgreSQL
+
+
 def test_warnings_are_capped(engine, tmp_path):
     text = "Mar 1\n\nT\n\nA.\n\n  • 3 authors\n" + "".join(f"odd metadata line {i}\n" for i in range(500))
     (result,) = ingest(engine, write(tmp_path / "odd.txt", text)).files
