@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -25,7 +26,7 @@ from digestbot.services.delivery import OutboxSender, outbox_counts, outbox_rows
 from digestbot.services.digests import DigestBuilder
 from digestbot.services import subscriptions
 from digestbot.services.search import search as search_papers
-from digestbot.services.ingest import FileResult, expand_paths, ingest_paths
+from digestbot.services.ingest import FileResult, dump_limits, expand_paths, ingest_paths
 from digestbot.services.status import paper_json, recent_papers, store_status
 from digestbot.settings import Settings
 from digestbot.store import connect, ensure_current, migrate
@@ -132,7 +133,8 @@ def ingest(app: App, paths: tuple[Path, ...], as_json: bool) -> None:
             progress.update(task, advance=1, description=Path(result.path).name)
 
         report = ingest_paths(
-            engine, files, now=datetime.now(UTC), settle_seconds=app.settings.settle_seconds, on_file=advance
+            engine, files, now=datetime.now(UTC), settle_seconds=app.settings.settle_seconds,
+            limits=dump_limits(app.settings), sleep=time.sleep, on_file=advance,
         )
     if as_json:
         emit_json(report.as_json())

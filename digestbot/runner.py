@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,7 @@ from digestbot.services import leases
 from digestbot.services.delivery import OutboxSender
 from digestbot.services.digests import DigestBuilder
 from digestbot.services.health import queue_admin_alerts
+from digestbot.services.ingest import dump_limits
 from digestbot.services.watch import Watcher
 from digestbot.settings import Settings
 from digestbot.store.models import JobRun
@@ -51,7 +53,7 @@ class Bot:
         self.engine = engine
         self.settings = settings
         self.clock = clock
-        self.watcher = Watcher(settings.watch_dir, settings.settle_seconds)
+        self.watcher = Watcher(settings.watch_dir, settings.settle_seconds, dump_limits(settings))
         self.builder = DigestBuilder(engine, settings, clock=clock)
         self.sender = OutboxSender(engine, channels_for(settings), settings, clock=clock)
         self._delivery_lock = threading.Lock()  # the watch and deliver jobs both send
@@ -72,11 +74,12 @@ class Bot:
 
     # ---- the jobs ----
 
-    def watch(self) -> None:
-        self._record("watch", self._watch)
+    def watch(self, sleep: Callable[[float], None] | None = None) -> None:
+        """``sleep``: for a pass with no pass after it (see Watcher.scan)."""
+        self._record("watch", lambda: self._watch(sleep))
 
-    def _watch(self) -> str:
-        report = self.watcher.scan(self.engine, self.clock())
+    def _watch(self, sleep: Callable[[float], None] | None = None) -> str:
+        report = self.watcher.scan(self.engine, self.clock(), sleep)
         for f in report.files:
             if f.status == "ingested":
                 log.info("ingested %s: %d new, %d updated, %d unchanged, %d matches",
@@ -114,9 +117,10 @@ class Bot:
     def health(self) -> None:
         self._record("health", lambda: f"{queue_admin_alerts(self.engine, self.settings, self.clock())} alert(s)")
 
-    def run_once(self) -> None:
-        """Every job once, in pipeline order (for cron and CI)."""
-        self.watch()
+    def run_once(self, sleep: Callable[[float], None] | None = None) -> None:
+        """Every job once, in pipeline order (for cron and CI). ``sleep``: lets the watch pass wait
+        to look twice at a file whose mtime is in the future, as no later pass will."""
+        self.watch(sleep)
         self.digests()
         self.health()
         self.deliver()
@@ -158,7 +162,7 @@ def run(engine: Engine, settings: Settings, *, once: bool = False) -> int:
             log.error("another digestbot run leads; not running --once beside it")
             return 1
         try:
-            bot.run_once()
+            bot.run_once(sleep=time.sleep)
         finally:
             leases.release(engine, LEASE_NAME, holder)
         return 0

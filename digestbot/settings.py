@@ -49,7 +49,16 @@ class Settings:
     )
     settle_seconds: float = option(
         5.0, "DIGESTBOT_SETTLE_SECONDS",
-        "a dump modified less than this many seconds ago is still being written and is deferred",
+        "a dump is read once unchanged this long (by its mtime, or as seen by digestbot); before, deferred",
+    )
+    max_title_chars: int = option(
+        1_000, "DIGESTBOT_MAX_TITLE_CHARS", "a longer title in a dump is cut at a word boundary, with a warning",
+    )
+    max_abstract_chars: int = option(
+        20_000, "DIGESTBOT_MAX_ABSTRACT_CHARS", "a longer abstract in a dump is cut at a word boundary, with a warning",
+    )
+    max_dump_bytes: int = option(
+        200_000_000, "DIGESTBOT_MAX_DUMP_BYTES", "a larger dump file is refused unread (failed, and the admin told)",
     )
 
     poll_seconds: float = option(30.0, "DIGESTBOT_POLL_SECONDS", "how often `digestbot run` looks in the watch folder")
@@ -142,6 +151,10 @@ class Settings:
                 raise ConfigError(f"{f.metadata['env']} must be a finite number, not {value}")
         if self.settle_seconds < 0:
             raise ConfigError("DIGESTBOT_SETTLE_SECONDS must not be negative")
+        if self.max_title_chars < 20 or self.max_abstract_chars < 20:
+            raise ConfigError("DIGESTBOT_MAX_TITLE_CHARS and _MAX_ABSTRACT_CHARS must be at least 20")
+        if not 1_000 <= self.max_dump_bytes <= 2**31 - 1:
+            raise ConfigError("DIGESTBOT_MAX_DUMP_BYTES must be between 1000 and 2147483647")
         if self.admin:
             from digestbot.core.recipients import parse_recipient  # settings load before the core
 

@@ -18,6 +18,13 @@ _NOT_WORD = re.compile(r"[\W_]+")
 _ASCII_NOT_WORD_TO_SPACE = bytes(b if chr(b).isalnum() else 0x20 for b in range(128)) + b" " * 128
 
 
+# The key is stored in a unique index, and a PostgreSQL B-tree entry holds at most 2,704 bytes.
+# A longer key (only a broken or hostile title makes one: 1,000 CJK characters take 3,000 bytes,
+# and NFKC turns some single characters into eighteen) keeps its start and ends with a hash of
+# the whole, so that it stays as distinct as the title: 500 characters are at most 2,000 bytes.
+MAX_KEY_CHARS = 500
+
+
 def title_key(title: str) -> str:
     folded = unicodedata.normalize("NFKC", title).casefold()
     if folded.isascii():
@@ -25,7 +32,10 @@ def title_key(title: str) -> str:
         key = b" ".join(folded.encode().translate(_ASCII_NOT_WORD_TO_SPACE).split()).decode()
     else:
         key = _NOT_WORD.sub(" ", folded).strip()
-    return key or folded.strip()  # a title of punctuation only keys as itself
+    key = key or folded.strip()  # a title of punctuation only keys as itself
+    if len(key) > MAX_KEY_CHARS:
+        key = f"{key[:MAX_KEY_CHARS - 33]} {hashlib.blake2b(key.encode(), digest_size=16).hexdigest()}"
+    return key
 
 
 def abstract_fingerprint(abstract: str) -> str:
