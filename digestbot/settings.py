@@ -7,9 +7,11 @@ and a test keeps the two in step.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,11 @@ def parse_bool(raw: str) -> bool:
 
 _BOOLS = {word: True for word in ("1", "true", "yes", "on")} | {word: False for word in ("0", "false", "no", "off")}
 _PARSERS = {"str": str, "Path": Path, "float": float, "int": int, "bool": parse_bool}
+# Read by the Makefile, CI and the test suite, never by digestbot: allowed beside the settings.
+TOOLING = frozenset({
+    "DIGESTBOT_CHROMIUM", "DIGESTBOT_REGENERATE_GOLDEN", "DIGESTBOT_REQUIRE_BROWSER", "DIGESTBOT_REQUIRE_POSTGRES",
+    "DIGESTBOT_SCREENSHOTS", "DIGESTBOT_TEST_POSTGRES_URL",
+})
 # Written into a URL as it is (query or basic-auth password): nothing there needs escaping.
 _URL_SAFE_SECRET = re.compile(r"[A-Za-z0-9_-]{16,}")
 
@@ -197,13 +204,35 @@ class Settings:
         )
         return f"Settings({shown})"
 
+    def unattended_problem(self, *, slack: bool = True) -> str | None:
+        """Why a long-running process (`run`, `worker`, `serve`) must not start with these
+        settings, or None. Without provider credentials, messages go to the outbox folder:
+        right for a demo, a silent loss in production. So the file backend must be asked for by
+        name there; ``slack``: whether this process sends Slack messages at all."""
+        missing = []
+        if self.email_channel == "file" and not self.email_backend:
+            missing.append("SENDGRID_API_KEY is not set (or set DIGESTBOT_EMAIL_BACKEND=smtp), "
+                           "so emails would only be written to files: set DIGESTBOT_EMAIL_BACKEND=file to mean it")
+        if slack and self.slack_channel == "file" and not self.slack_backend:
+            missing.append("SLACK_BOT_TOKEN is not set, so Slack messages would only be written to files: "
+                           "set DIGESTBOT_SLACK_BACKEND=file to mean it")
+        return "; ".join(missing) or None
+
     @classmethod
-    def load(cls, env: dict[str, str] | None = None, dotenv_path: str | Path | None = ".env") -> Settings:
-        """Settings from ``env`` (default: os.environ) over the values of a .env file."""
-        merged: dict[str, str] = {}
+    def load(cls, env: Mapping[str, str] | None = None, dotenv_path: str | Path | None = ".env") -> Settings:
+        """Settings from ``env`` (default: os.environ) over the values of a .env file.
+
+        A ``DIGESTBOT_`` variable that is not a setting is refused, with the nearest name: a
+        misspelt variable must never silently leave a default in place. So is any unknown
+        ``SENDGRID_`` or ``SLACK_`` name in the .env file, which is digestbot's own.
+        """
+        from_file: dict[str, str] = {}
         if dotenv_path is not None and Path(dotenv_path).is_file():
-            merged.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
-        merged.update(os.environ if env is None else env)
+            from_file = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
+        from_env = os.environ if env is None else env
+        _refuse_unknown(from_env, ("DIGESTBOT_",), "")
+        _refuse_unknown(from_file, ("DIGESTBOT_", "SENDGRID_", "SLACK_"), f" in {dotenv_path}")
+        merged = {**from_file, **from_env}
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = merged.get(f.metadata["env"], "").strip()
@@ -229,6 +258,15 @@ class Settings:
     def documented(cls) -> list[tuple[str, str, str]]:
         """(variable, default, comment) for every option: what .env.example must list."""
         return [(f.metadata["env"], _written(f.default), f.metadata["doc"]) for f in fields(cls)]
+
+
+def _refuse_unknown(variables: Mapping[str, str], prefixes: tuple[str, ...], where: str) -> None:
+    known = {f.metadata["env"] for f in fields(Settings)}
+    for name in sorted(variables):
+        if name.startswith(prefixes) and name not in known and name not in TOOLING:
+            nearest = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+            guess = f"; did you mean {nearest[0]}?" if nearest else " (see .env.example for every setting)"
+            raise ConfigError(f"{name}{where} is not a digestbot setting{guess}")
 
 
 def _written(default: Any) -> str:

@@ -1,13 +1,12 @@
 """Alembic environment. digestbot runs migrations itself ('digestbot init') and passes its
-connection in ``config.attributes``; the alembic CLI works too, with DIGESTBOT_DATABASE_URL."""
+connection in ``config.attributes``; the alembic CLI works too, on the database of digestbot's
+settings (DIGESTBOT_DATABASE_URL, from the environment or .env)."""
 
 from __future__ import annotations
 
-import os
-
 from alembic import context
-from sqlalchemy import create_engine
 
+from digestbot.settings import Settings
 from digestbot.store.models import Base
 
 target_metadata = Base.metadata
@@ -19,7 +18,7 @@ def _configure(**kwargs) -> None:
 
 
 def run_offline() -> None:
-    _configure(url=os.environ.get("DIGESTBOT_DATABASE_URL", "sqlite:///digestbot.db"), literal_binds=True)
+    _configure(url=Settings.load().database_url, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -33,7 +32,7 @@ def run_online() -> None:
         return
     from digestbot.store.db import connect
 
-    engine = connect(os.environ.get("DIGESTBOT_DATABASE_URL", "sqlite:///digestbot.db"))
+    engine = connect(Settings.load().database_url)
     with engine.begin() as connection:
         _configure(connection=connection)
         with context.begin_transaction():

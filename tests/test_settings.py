@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, base_env
 from digestbot.errors import ConfigError
 from digestbot.settings import Settings
 
@@ -120,3 +122,54 @@ def test_documented_names_every_field():
     documented = Settings.documented()
     assert [name for name, _, _ in documented] == [f.metadata["env"] for f in fields(Settings)]
     assert all(doc.strip() for _, _, doc in documented), "every option has a comment"
+
+
+# ---- settings that refuse mistakes ----
+
+@pytest.mark.parametrize(("written", "nearest"), [
+    ("DIGESTBOT_SETTLE_SECOND", "DIGESTBOT_SETTLE_SECONDS"),
+    ("DIGESTBOT_SMTP_PASS", "DIGESTBOT_SMTP_PASSWORD"),
+    ("DIGESTBOT_EMAIL_BACKENDS", "DIGESTBOT_EMAIL_BACKEND"),
+])
+def test_a_misspelt_variable_is_refused_with_the_nearest_name(written: str, nearest: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{written} is not a digestbot setting; did you mean {nearest}\\?$"):
+        Settings.load(env={written: "1"}, dotenv_path=None)
+
+
+def test_an_unknown_variable_without_a_near_name_points_at_the_list() -> None:
+    with pytest.raises(ConfigError, match="DIGESTBOT_FOO is not a digestbot setting .see .env.example"):
+        Settings.load(env={"DIGESTBOT_FOO": "1"}, dotenv_path=None)
+
+
+def test_the_dotenv_file_is_checked_for_provider_names_too(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("SENDGRID_APIKEY=SG.x\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=f"SENDGRID_APIKEY in {dotenv} is not a digestbot setting; "
+                                          "did you mean SENDGRID_API_KEY"):
+        Settings.load(env={}, dotenv_path=dotenv)
+    # In the environment, other programs' SLACK_ variables are none of digestbot's business.
+    assert Settings.load(env={"SLACK_WEBHOOK_URL": "x"}, dotenv_path=None) == Settings()
+
+
+def test_the_test_and_build_tooling_variables_are_allowed() -> None:
+    tooling = {"DIGESTBOT_REQUIRE_POSTGRES": "1", "DIGESTBOT_TEST_POSTGRES_URL": "x", "DIGESTBOT_CHROMIUM": "x"}
+    assert Settings.load(env=tooling, dotenv_path=None) == Settings()
+
+
+def test_long_running_processes_need_the_file_backends_asked_for_by_name() -> None:
+    problem = Settings().unattended_problem()
+    assert problem is not None and "SENDGRID_API_KEY is not set" in problem and "SLACK_BOT_TOKEN is not set" in problem
+    assert "SLACK" not in (Settings().unattended_problem(slack=False) or "")
+    assert Settings(email_backend="file", slack_backend="file").unattended_problem() is None
+    assert Settings(sendgrid_api_key="SG.x", slack_bot_token="xoxb-1").unattended_problem() is None
+    only_email = Settings(sendgrid_api_key="SG.x").unattended_problem()
+    assert only_email is not None and "SENDGRID" not in only_email
+
+
+def test_the_alembic_command_reads_the_database_from_the_dotenv_file(tmp_path: Path) -> None:
+    """migrations/env.py loads the one Settings, so `alembic upgrade head` honours .env like digestbot does."""
+    (tmp_path / ".env").write_text(f"DIGESTBOT_DATABASE_URL=sqlite:///{tmp_path / 'from-dotenv.db'}\n", encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini"), "upgrade", "head"],
+                          cwd=tmp_path, env=base_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "from-dotenv.db").stat().st_size > 0
