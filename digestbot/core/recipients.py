@@ -30,6 +30,29 @@ class Recipient:
         """The canonical written form, the recipient's identity in the store."""
         return self.target if self.kind == "email" else f"{self.kind}:{self.target}"
 
+    @property
+    def shown(self) -> str:
+        """The address as it may be printed or logged (see ``shown``)."""
+        return shown(self.address)
+
+
+def shown(address: str) -> str:
+    """A recipient address as it may be printed or logged. A Slack webhook URL is a credential
+    (whoever has it can post to the channel): only its host and last four characters show,
+    ``slack-webhook:https://hooks.slack.com/…/a1B2``, enough to tell two webhooks apart."""
+    if not address.startswith("slack-webhook:"):
+        return address
+    url = address.removeprefix("slack-webhook:")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # not even a URL
+        host = None
+    if not (host and parts.scheme):
+        return "slack-webhook:…"
+    tail = url[-4:] if len(url) >= 24 else ""  # a short URL would give too much away
+    return f"slack-webhook:{parts.scheme}://{host}/…/{tail}"
+
 
 def parse_recipient(text: str, *, private_webhooks: bool = False) -> Recipient:
     """``alice@example.org``, ``slack:#ml-papers``, ``slack:C0123ABCD`` or ``slack-webhook:https://…``.
@@ -42,7 +65,7 @@ def parse_recipient(text: str, *, private_webhooks: bool = False) -> Recipient:
         url = text.removeprefix("slack-webhook:")
         problem = _webhook_problem(url, private_webhooks)
         if problem:
-            raise UsageError(f"bad recipient {text[:80]!r}: {problem}")
+            raise UsageError(f"bad recipient {shown(text)!r}: {problem}")
         return Recipient("slack-webhook", url)
     if text.startswith("slack:"):
         channel = text.removeprefix("slack:")
