@@ -4,6 +4,8 @@
 - ``FakeSlack``: ``POST /api/chat.postMessage`` (answers ``{"ok": true, "ts": ...}``) and
   ``POST /hooks/<anything>`` as an incoming webhook (answers ``ok``).
 - ``FakeSmtp``: a real SMTP server (aiosmtpd) recording each envelope.
+- ``RecordingChannel``: no server at all; a channel that keeps what it is given, for tests
+  about what is sent rather than how a provider is spoken to.
 
 Each is a context manager (``with FakeSendGrid() as sendgrid: ... sendgrid.url``) and has a
 pytest fixture here (``fake_sendgrid``, ``fake_slack``, ``fake_smtp``) that a test module uses
@@ -254,6 +256,35 @@ class FakeSmtp:
 
     def __exit__(self, *exc: object) -> None:
         self._controller.stop()
+
+
+class RecordingChannel:
+    """A delivery channel (``digestbot.channels.Channel``) that keeps each payload in memory.
+
+    ``fail_with`` errors are raised by the next sends, one each, before any is recorded.
+    Safe to share between sending threads, like every channel.
+    """
+
+    def __init__(self, kind: str = "email", fail_with: list[Exception] | None = None) -> None:
+        self.kind = kind
+        self.sent: list[dict[str, Any]] = []
+        self._failures = deque(fail_with or [])
+        self._lock = threading.Lock()
+
+    def send(self, payload: dict[str, Any]) -> str | None:
+        with self._lock:
+            if self._failures:
+                raise self._failures.popleft()
+            self.sent.append(payload)
+            return f"recorded-{len(self.sent)}"
+
+    def close(self) -> None:
+        pass
+
+    @classmethod
+    def for_every_kind(cls) -> dict[str, RecordingChannel]:
+        """A recording channel for each message kind, as ``channels_for`` would give."""
+        return {kind: cls(kind) for kind in ("email", "slack", "slack-webhook")}
 
 
 def free_port() -> int:
