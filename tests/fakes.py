@@ -30,6 +30,8 @@ from typing import Any, Self
 
 import pytest
 
+from digestbot.channels.base import Channel
+
 HOST = "127.0.0.1"
 
 
@@ -258,8 +260,8 @@ class FakeSmtp:
         self._controller.stop()
 
 
-class RecordingChannel:
-    """A delivery channel (``digestbot.channels.Channel``) that keeps each payload in memory.
+class RecordingChannel(Channel):
+    """A delivery channel that keeps each payload in memory.
 
     ``fail_with`` errors are raised by the next sends, one each, before any is recorded.
     Safe to share between sending threads, like every channel.
@@ -277,9 +279,6 @@ class RecordingChannel:
                 raise self._failures.popleft()
             self.sent.append(payload)
             return f"recorded-{len(self.sent)}"
-
-    def close(self) -> None:
-        pass
 
     @classmethod
     def for_every_kind(cls) -> dict[str, RecordingChannel]:
