@@ -7,7 +7,8 @@ the next, so that the file as a whole is diffed as if it were one chunk:
 - a paper listed twice in one dump counts once: its first listing gives its title and abstract,
   later ones add their metadata (later metadata wins), in the same chunk or in a later one;
 - a listed paper is the stored paper with its title key, else the oldest stored paper with its
-  abstract fingerprint (see core/identity.py);
+  abstract fingerprint (see core/identity.py); two listings that find the same stored paper are
+  that paper listed twice;
 - metadata a dump omits is kept, never erased;
 - the keys of a paper whose title (and abstract) are stored already are taken from the store
   rather than computed again: ingest, which alone writes papers, always stores the keys of the
@@ -208,6 +209,24 @@ class Outcomes:
             dense[paper_id] = outcome
 
 
+def _one_per_paper(candidates: list[Candidate]) -> list[Candidate]:
+    """The candidates, those that found the same stored paper folded into the first of them: one
+    paper listed twice (one listing found it by title key, the other by abstract fingerprint).
+    Diffed apart, each would rewrite the paper, and leave it with one's abstract and the other's
+    fingerprint."""
+    first: dict[int, Candidate] = {}
+    out = []
+    for c in candidates:
+        row = c.stored
+        if row is not None:
+            held = first.setdefault(row.id, c)
+            if held is not c:
+                held.entry = _merge(held.entry, c.entry)
+                continue
+        out.append(c)
+    return out
+
+
 # The columns of StoredPaper an update may change.
 _CHANGING = ("title", "title_key", "abstract_fp", "authors_count", "upvotes", "published", "abstract")
 
@@ -247,7 +266,7 @@ class DumpDiff:
         papers; the new ones count once inserted (``added``)."""
         outcomes = self.outcomes
         new, updated, unchanged_ids, again = [], [], [], []
-        for c in candidates:
+        for c in _one_per_paper(candidates):
             e, row = c.entry, c.stored
             if row is None:
                 new.append(c)
