@@ -235,8 +235,8 @@ def _ingest_open(store: Store, fd: int, examined: os.stat_result, shown: str, no
         return FileResult(shown, "skipped", note=f"same content as {known.path}, already ingested")
 
     reference = min(datetime.fromtimestamp(examined.st_mtime, UTC).date(), now.date())
-    # Parsing and diffing make many objects that stay alive to the end of a chunk: see gc_paused
-    # (a quarter of the time of re-ingesting 50,000 papers).
+    # Parsing and diffing make many objects that stay alive to the end of a chunk: the collector
+    # would walk them again and again (see gc_paused, and BENCHMARKS.md).
     with gc_paused():
         return _parse_and_store(store, fd, examined, shown, sha, reference, now, limits, matcher, chunk_entries)
 

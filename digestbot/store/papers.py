@@ -20,9 +20,9 @@ from digestbot.store.repository import Repository
 
 CHUNK = 500  # bound on IN (...) lists: well under SQLite's and PostgreSQL's parameter limits
 # Reading every stored paper, abstract included, takes half the time of looking up as many by
-# key in IN (...) lists (SQLite, 50,000 papers: 0.2 s against 0.47 s), and spares computing the
-# keys of the papers stored already (see core/diff.py). So it is done, once for a file, while the
-# store holds at most this many papers per entry the file is expected to hold (see all_known).
+# key in IN (...) lists, and spares computing the keys of the papers stored already (see
+# core/diff.py; figures in BENCHMARKS.md). So it is done, once for a file, while the store holds
+# at most this many papers per entry the file is expected to hold (see all_known).
 LOAD_ALL_RATIO = 2
 # A run of consecutive paper ids at least this long is touched with one range update rather
 # than in an IN (...) list: a statement of its own costs about as much as 7 ids in a list.
@@ -96,7 +96,7 @@ class Papers(Repository):
         One executemany, then the ids looked up by title key, which is unique. Not ORM INSERT ...
         RETURNING in parameter order: that groups consecutive rows by which of their values are
         None, runs one statement per row on SQLite, and splices each group's ids onto all the
-        earlier ones - quadratic: 80 s for 50,000 papers that mix rows with and without metadata.
+        earlier ones: quadratic for papers that mix rows with and without metadata (BENCHMARKS.md).
         """
         if not new:
             return []
