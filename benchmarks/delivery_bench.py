@@ -80,9 +80,10 @@ from digestbot.render import Links, Renderer, Sender  # noqa: E402
 from digestbot.services.delivery import OutboxSender  # noqa: E402
 from digestbot.services.digests import DigestBuilder  # noqa: E402
 from digestbot.services.ingest import ingest_paths  # noqa: E402
+from digestbot.services.matching import SubscriptionMatcher  # noqa: E402
 from digestbot.services.subscriptions import import_subscriptions  # noqa: E402
 from digestbot.settings import Settings  # noqa: E402
-from digestbot.store import DigestItem, OutboxMessage, Recipient, connect, migrate  # noqa: E402
+from digestbot.store import DigestItem, OutboxMessage, Recipient, Store, connect, migrate  # noqa: E402
 
 SAMPLES = ROOT / "examples" / "dumps"
 REFERENCE = date(2026, 11, 22)  # the samples' dates are read as of this day
@@ -327,7 +328,7 @@ def measure_build(work: Workload, readers: list[dict], workdir: Path) -> dict:
         for path in sorted(SAMPLES.iterdir()):
             shutil.copyfile(path, dumps / path.name)
             os.utime(dumps / path.name, (MTIME, MTIME))
-        ingested = ingest_paths(engine, [dumps], now=INGEST, settle_seconds=0)
+        ingested = ingest_paths(Store(engine), [dumps], now=INGEST, settle_seconds=0, matcher=SubscriptionMatcher())
         if any(f.status != "ingested" for f in ingested.files):
             raise SystemExit(f"build: ingest failed: {[f.as_json() for f in ingested.files]}")
 

@@ -38,6 +38,8 @@ from _common import ROOT, Database, load_average, machine  # noqa: E402  (also p
 from digestbot.core.dumps import parse_dump  # noqa: E402
 from digestbot.core.identity import abstract_fingerprint, title_key  # noqa: E402
 from digestbot.services.ingest import ingest_paths  # noqa: E402
+from digestbot.services.matching import SubscriptionMatcher  # noqa: E402
+from digestbot.store import Store  # noqa: E402
 
 SAMPLES = ROOT / "examples" / "dumps"
 MB = 1_000_000
@@ -152,12 +154,13 @@ def measure_parse(path: Path, papers: int, repeats: int) -> dict:
 
 def measure_ingest(db: Database, path: Path, papers: int, expect: str) -> dict:
     start, start_cpu = time.perf_counter(), time.process_time()
-    report = ingest_paths(db.engine, [path], now=datetime.now(UTC), settle_seconds=0)
+    report = ingest_paths(Store(db.engine), [path], now=datetime.now(UTC), settle_seconds=0,
+                          matcher=SubscriptionMatcher())
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
     (result,) = report.files
     counts = {"new": result.new, "updated": result.updated, "unchanged": result.unchanged}
     if result.status != "ingested" or counts[expect] != papers:
-        raise SystemExit(f"ingest of {path.name}: {result.status} {counts} {result.error or ''}; "
+        raise SystemExit(f"ingest of {path.name}: {result.status} {counts} {result.note or ''}; "
                          f"expected {papers} {expect}")
     return rates(papers, path.stat().st_size, seconds, cpu_seconds)
 

@@ -72,16 +72,18 @@ def write_dumps(folder: Path, papers: int, seed: int) -> list[Path]:
 def child(url: str, path: str, expect: str, papers: int) -> None:
     """One ingest in this fresh process: prints its figures as JSON."""
     from digestbot.services.ingest import ingest_paths
-    from digestbot.store import connect
+    from digestbot.services.matching import SubscriptionMatcher
+    from digestbot.store import Store, connect
 
     engine = connect(url)
     before = status_mb("VmRSS")
     start, start_cpu = time.perf_counter(), time.process_time()
-    (result,) = ingest_paths(engine, [Path(path)], now=datetime.now(UTC), settle_seconds=0).files
+    (result,) = ingest_paths(Store(engine), [Path(path)], now=datetime.now(UTC), settle_seconds=0,
+                             matcher=SubscriptionMatcher()).files
     seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
     counts = {"new": result.new, "updated": result.updated, "unchanged": result.unchanged}
     if result.status != "ingested" or counts[expect] != papers:
-        raise SystemExit(f"{path}: {result.status} {counts} {result.error or ''}; expected {papers} {expect}")
+        raise SystemExit(f"{path}: {result.status} {counts} {result.note or ''}; expected {papers} {expect}")
     print(json.dumps({"rss_before_mb": round(before, 1),
                       "peak_rss_mb": round(status_mb("VmHWM"), 1),
                       "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2),

@@ -46,8 +46,10 @@ from sqlalchemy.orm import Session  # noqa: E402
 from digestbot.core.tokens import LinkSigner  # noqa: E402
 from digestbot.services.digests import signing_key  # noqa: E402
 from digestbot.services.ingest import ingest_paths  # noqa: E402
+from digestbot.services.matching import SubscriptionMatcher  # noqa: E402
 from digestbot.services.subscriptions import import_subscriptions  # noqa: E402
 from digestbot.settings import Settings  # noqa: E402
+from digestbot.store import Store  # noqa: E402
 from digestbot.web import create_app  # noqa: E402
 
 SECRET = "bench-signing-secret"
@@ -70,7 +72,7 @@ def seed(engine, subscriptions: int) -> None:
         report = import_subscriptions(session, text.getvalue(), datetime.now(UTC))
     assert report.imported == subscriptions, report.as_json()
     samples = sorted((ROOT / "examples" / "dumps").iterdir())
-    ingest_paths(engine, samples, now=datetime.now(UTC), settle_seconds=0)
+    ingest_paths(Store(engine), samples, now=datetime.now(UTC), settle_seconds=0, matcher=SubscriptionMatcher())
 
 
 class Client:

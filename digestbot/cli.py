@@ -26,10 +26,12 @@ from digestbot.services.delivery import OutboxSender, outbox_counts, outbox_rows
 from digestbot.services.digests import DigestBuilder
 from digestbot.services import subscriptions
 from digestbot.services.search import search as search_papers
-from digestbot.services.ingest import FileResult, dump_limits, expand_paths, ingest_paths
+from digestbot.services.dump_files import expand_paths
+from digestbot.services.ingest import FileResult, dump_limits, ingest_paths
+from digestbot.services.matching import SubscriptionMatcher
 from digestbot.services.status import paper_json, recent_papers, store_status
 from digestbot.settings import Settings
-from digestbot.store import connect, ensure_current, migrate
+from digestbot.store import Store, connect, ensure_current, migrate
 
 # markup=False: titles, queries and addresses are user data, never rich markup.
 out = Console(highlight=False, soft_wrap=False, markup=False)
@@ -64,6 +66,10 @@ class App:
     def engine(self) -> Engine:
         ensure_current(self.raw_engine)
         return self.raw_engine
+
+    @cached_property
+    def store(self) -> Store:
+        return Store(self.engine)
 
 
 class DigestbotGroup(click.Group):
@@ -120,7 +126,7 @@ STATUS_STYLE = {"ingested": "green", "skipped": "dim", "deferred": "yellow", "fa
 @pass_app
 def ingest(app: App, paths: tuple[Path, ...], as_json: bool) -> None:
     """Ingest dump files (folders: every file inside, by name). Exit 1 if any file failed."""
-    engine = app.engine
+    store = app.store
     files = list(expand_paths(paths))
     show_progress = not as_json and err.is_terminal and len(files) > 1
     with Progress(
@@ -133,15 +139,15 @@ def ingest(app: App, paths: tuple[Path, ...], as_json: bool) -> None:
             progress.update(task, advance=1, description=Path(result.path).name)
 
         report = ingest_paths(
-            engine, files, now=datetime.now(UTC), settle_seconds=app.settings.settle_seconds,
-            limits=dump_limits(app.settings), sleep=time.sleep, on_file=advance,
+            store, files, now=datetime.now(UTC), settle_seconds=app.settings.settle_seconds,
+            matcher=SubscriptionMatcher(), limits=dump_limits(app.settings), sleep=time.sleep, on_file=advance,
         )
     if as_json:
         emit_json(report.as_json())
     else:
         table = Table("file", "status", "new", "updated", "unchanged", "matches", "note")
         for f in report.files:
-            note = f.error or (f"{len(f.warnings)} warning(s): {f.warnings[0]}" if f.warnings else "")
+            note = f.note or (f"{len(f.warnings)} warning(s): {f.warnings[0]}" if f.warnings else "")
             style = STATUS_STYLE[f.status]
             table.add_row(f.path, Text(f.status, style=style), str(f.new), str(f.updated), str(f.unchanged),
                           str(f.matches), note)
@@ -150,7 +156,7 @@ def ingest(app: App, paths: tuple[Path, ...], as_json: bool) -> None:
                   f" from {len(report.files)} file(s); {len(report.failed)} failed; {report.matches} match(es)")
     for f in report.failed:
         if not as_json:
-            say_error(f"{f.path}: {f.error}")
+            say_error(f"{f.path}: {f.note}")
     sys.exit(1 if report.failed else 0)
 
 
@@ -161,18 +167,17 @@ def ingest(app: App, paths: tuple[Path, ...], as_json: bool) -> None:
 @pass_app
 def papers(app: App, limit: int, as_json: bool) -> None:
     """The newest papers, newest first."""
-    with Session(app.engine) as session:
-        found = recent_papers(session, limit)
-        if as_json:
-            emit_json([paper_json(p) for p in found])
-            return
-        table = Table("id", "title", "authors", "published", "upvotes", "first seen")
-        for p in found:
-            table.add_row(
-                str(p.id), p.title, _or_dash(p.authors_count), _or_dash(p.published), _or_dash(p.upvotes),
-                p.first_seen.strftime("%Y-%m-%d %H:%M"),
-            )
-        out.print(table)
+    found = recent_papers(app.store, limit)
+    if as_json:
+        emit_json([paper_json(p) for p in found])
+        return
+    table = Table("id", "title", "authors", "published", "upvotes", "first seen")
+    for p in found:
+        table.add_row(
+            str(p.id), p.title, _or_dash(p.authors_count), _or_dash(p.published), _or_dash(p.upvotes),
+            p.first_seen.strftime("%Y-%m-%d %H:%M"),
+        )
+    out.print(table)
 
 
 def _or_dash(value) -> str:
@@ -318,9 +323,7 @@ def import_subscriptions(app: App, csv_file: Path, as_json: bool) -> None:
 def search(app: App, query: str, limit: int, as_json: bool) -> None:
     """Papers among those stored that QUERY matches, best first: try a query before subscribing."""
     node = parse_query(query)
-    with Session(app.engine) as session:
-        hits = search_papers(session, node, limit)
-        found = [paper_json(h.paper) | {"score": h.score} for h in hits]
+    found = [paper_json(h.paper) | {"score": h.score} for h in search_papers(app.store, node, limit)]
     if as_json:
         emit_json(found)
         return

@@ -31,8 +31,10 @@ from digestbot.services.delivery import OutboxSender
 from digestbot.services.digests import DigestBuilder
 from digestbot.services.health import queue_admin_alerts
 from digestbot.services.ingest import dump_limits
+from digestbot.services.matching import SubscriptionMatcher
 from digestbot.services.watch import Watcher
 from digestbot.settings import Settings
+from digestbot.store import Store
 from digestbot.store.models import JobRun
 
 log = logging.getLogger("digestbot")
@@ -53,7 +55,8 @@ class Bot:
         self.engine = engine
         self.settings = settings
         self.clock = clock
-        self.watcher = Watcher(settings.watch_dir, settings.settle_seconds, dump_limits(settings))
+        self.watcher = Watcher(settings.watch_dir, settings.settle_seconds, dump_limits(settings),
+                               matcher=SubscriptionMatcher())  # one per bot, kept between passes
         self.builder = DigestBuilder(engine, settings, clock=clock)
         self.sender = OutboxSender(engine, channels_for(settings), settings, clock=clock)
         self._delivery_lock = threading.Lock()  # the watch and deliver jobs both send
@@ -79,15 +82,15 @@ class Bot:
         self._record("watch", lambda: self._watch(sleep))
 
     def _watch(self, sleep: Callable[[float], None] | None = None) -> str:
-        report = self.watcher.scan(self.engine, self.clock(), sleep)
+        report = self.watcher.scan(Store(self.engine), self.clock(), sleep)
         for f in report.files:
             if f.status == "ingested":
                 log.info("ingested %s: %d new, %d updated, %d unchanged, %d matches",
                          f.path, f.new, f.updated, f.unchanged, f.matches)
             elif f.status == "failed":
-                log.warning("failed %s: %s", f.path, f.error)
+                log.warning("failed %s: %s", f.path, f.note)
             elif f.status == "deferred":
-                log.info("deferred %s: %s", f.path, f.error)
+                log.info("deferred %s: %s", f.path, f.note)
         if report.matches:
             self._queue("instant")
             self._deliver()

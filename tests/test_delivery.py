@@ -31,9 +31,10 @@ from digestbot.errors import UsageError
 from digestbot.services.delivery import OutboxSender, release_stale, retry
 from digestbot.services.digests import DigestBuilder
 from digestbot.services.ingest import ingest_paths
+from digestbot.services.matching import SubscriptionMatcher
 from digestbot.services.subscriptions import subscribe
 from digestbot.settings import Settings
-from digestbot.store import OutboxMessage, connect, migrate
+from digestbot.store import OutboxMessage, Store, connect, migrate
 from fakes import FakeSendGrid, FakeSlack, fake_sendgrid, fake_slack  # noqa: F401 - fixtures
 
 NAMES = sorted(p.name for p in SAMPLES.iterdir())
@@ -93,7 +94,7 @@ def queue(engine: Engine, sample: Path, settings: Settings, subscriptions: list[
         for recipient, query in subscriptions:
             subscribe(session, recipient, query, schedule=parse_schedule("daily"), now=T0,
                       private_webhooks=settings.allow_private_webhooks)
-    report = ingest_paths(engine, [sample], now=INGEST, settle_seconds=0)
+    report = ingest_paths(Store(engine), [sample], now=INGEST, settle_seconds=0, matcher=SubscriptionMatcher())
     assert report.files[0].status == "ingested"
     built = DigestBuilder(engine, dataclasses.replace(settings, digest_max_papers=max_papers)).build_due(DUE)
     assert len(built) == len({r for r, _ in subscriptions})
@@ -410,7 +411,8 @@ def test_cli_digest_then_send_through_sendgrid(sample, tmp_path, fake_sendgrid) 
     with Session(engine) as session, session.begin():
         for recipient in ("ada@example.org", "bob@example.org"):
             subscribe(session, recipient, "diffusion OR transformer", schedule=parse_schedule("daily"), now=T0)
-    assert ingest_paths(engine, [sample], now=INGEST, settle_seconds=0).files[0].status == "ingested"
+    assert ingest_paths(Store(engine), [sample], now=INGEST, settle_seconds=0,
+                        matcher=SubscriptionMatcher()).files[0].status == "ingested"
     engine.dispose()
 
     env = {k: v for k, v in os.environ.items()

@@ -25,9 +25,10 @@ from digestbot.core.query import parse_query
 from digestbot.core.schedule import Schedule, latest_slot, parse_schedule
 from digestbot.services.digests import DigestBuilder
 from digestbot.services.ingest import ingest_paths
+from digestbot.services.matching import SubscriptionMatcher
 from digestbot.services.subscriptions import subscribe
 from digestbot.settings import Settings
-from digestbot.store import DigestItem, Match, OutboxMessage, Paper, Recipient, Subscription
+from digestbot.store import DigestItem, Match, OutboxMessage, Paper, Recipient, Store, Subscription
 
 NAMES = sorted(p.name for p in SAMPLES.iterdir())
 T0 = datetime(2025, 12, 1, 6, 0, tzinfo=UTC)  # a Monday; subscriptions are made at T0
@@ -270,7 +271,7 @@ def sub(engine: Engine, recipient: str, query: str, *, cadence: str = "daily", a
 
 
 def ingest(engine: Engine, *paths: Path, now: datetime = INGEST) -> None:
-    report = ingest_paths(engine, list(paths), now=now, settle_seconds=0)
+    report = ingest_paths(Store(engine), list(paths), now=now, settle_seconds=0, matcher=SubscriptionMatcher())
     assert report.files and all(f.status == "ingested" for f in report.files), report.as_json()
 
 
@@ -404,7 +405,8 @@ def test_a_recipient_never_gets_the_same_paper_twice_in_a_cadence(engine, dumps,
 
     # A second ingest of a modified dump: one paper updated, two added.
     changed, new_titles = modified_dump(dumps / NAMES[0], tmp_path / "modified.txt")
-    report = ingest_paths(engine, [changed], now=utc(2025, 12, 1, 12, 0), settle_seconds=0)
+    report = ingest_paths(Store(engine), [changed], now=utc(2025, 12, 1, 12, 0), settle_seconds=0,
+                          matcher=SubscriptionMatcher())
     assert (report.new, report.updated) == (2, 1)
     [second] = builder.build_due(utc(2025, 12, 2, 8, 0))
     assert second.papers == 2

@@ -37,9 +37,10 @@ from digestbot.render import Links, Renderer, Sender, list_id, mail_domain
 from digestbot.services.delivery import OutboxSender
 from digestbot.services.digests import DigestBuilder
 from digestbot.services.ingest import ingest_paths
+from digestbot.services.matching import SubscriptionMatcher
 from digestbot.services.subscriptions import subscribe
 from digestbot.settings import Settings
-from digestbot.store import OutboxMessage
+from digestbot.store import OutboxMessage, Store
 from fakes import FakeSmtp, fake_sendgrid, fake_smtp  # noqa: F401 - fake_* are pytest fixtures
 
 BUDGET = Settings().max_email_bytes
@@ -341,7 +342,8 @@ def test_a_built_digest_is_bounded_by_the_setting_and_written_with_raw_headers(e
                         max_email_bytes=50_000)
     with Session(engine) as session, session.begin():
         subscribe(session, "ada@example.org", "model OR models", schedule=parse_schedule("daily"), now=T0)
-    report = ingest_paths(engine, [copy_samples(tmp_path / "dumps", MTIME)], now=T0, settle_seconds=0)
+    report = ingest_paths(Store(engine), [copy_samples(tmp_path / "dumps", MTIME)], now=T0, settle_seconds=0,
+                          matcher=SubscriptionMatcher())
     assert report.files
     [built] = DigestBuilder(engine, settings).build_due(DUE)
     assert built.papers > 40  # far more than 50 KB can show

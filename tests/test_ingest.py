@@ -15,9 +15,11 @@ from sqlalchemy.orm import Session
 from conftest import NAMES, SAMPLES, copy_samples, write_dated
 from digestbot.core.dumps import parse_dump
 from digestbot.core.identity import abstract_fingerprint, title_key
-from digestbot.services.ingest import LOAD_ALL_RATIO, MIN_RUN, _runs, ingest_paths
+from digestbot.services.ingest import ingest_paths
+from digestbot.services.matching import SubscriptionMatcher
 from digestbot.services.status import paper_json, recent_papers, store_status
-from digestbot.store import DumpFile, Paper, connect, migrate
+from digestbot.store import DumpFile, Paper, Store, connect, migrate
+from digestbot.store.papers import LOAD_ALL_RATIO, MIN_RUN, _runs
 
 NOW = datetime(2025, 12, 31, 12, 0, tzinfo=UTC)
 MTIME = datetime(2025, 12, 1, 8, 0, tzinfo=UTC).timestamp()  # when the copies were "saved"
@@ -46,7 +48,7 @@ def sample_text(index: int) -> str:
 
 
 def ingest(engine, *paths: Path, now: datetime = NOW, settle: float = 0):
-    return ingest_paths(engine, list(paths), now=now, settle_seconds=settle)
+    return ingest_paths(Store(engine), list(paths), now=now, settle_seconds=settle, matcher=SubscriptionMatcher())
 
 
 def all_papers(engine) -> dict[str, Paper]:
@@ -73,14 +75,15 @@ def counts(result) -> tuple[str, int, int, int]:
 
 def test_ingest_samples_in_name_order(engine, dumps):
     seen = []
-    report = ingest_paths(engine, [dumps], now=NOW, settle_seconds=0, on_file=seen.append)
+    report = ingest_paths(Store(engine), [dumps], now=NOW, settle_seconds=0, matcher=SubscriptionMatcher(),
+                          on_file=seen.append)
     assert [Path(f.path).name for f in report.files] == NAMES
     assert seen == report.files
     assert [f.status for f in report.files] == ["ingested"] * 5
     assert [f.new for f in report.files] == NEW
     assert [f.updated for f in report.files] == UPDATED
     assert [f.unchanged for f in report.files] == UNCHANGED
-    assert all(f.error is None and f.warnings == [] for f in report.files)
+    assert all(f.note is None and f.warnings == [] for f in report.files)
     assert (report.new, report.updated, report.unchanged, report.failed) == (342, 21, 64, [])
     assert paper_count(engine) == 342
 
@@ -159,7 +162,7 @@ def test_reingesting_the_same_files_skips_them(engine, dumps):
     report = ingest(engine, dumps, now=later)
     assert [f.status for f in report.files] == ["skipped"] * 5
     assert (report.new, report.updated, report.unchanged) == (0, 0, 0)
-    assert all("already ingested" in f.error for f in report.files)
+    assert all("already ingested" in f.note for f in report.files)
     assert paper_count(engine) == 342
     assert len(dump_rows(engine)) == 5
     assert all(p.last_seen == NOW for p in all_papers(engine).values())  # skipped files touch nothing
@@ -170,7 +173,7 @@ def test_same_content_under_another_name_is_skipped(engine, dumps, tmp_path):
     copy = write(tmp_path / "renamed.txt", (dumps / NAMES[0]).read_bytes())
     (result,) = ingest(engine, copy).files
     assert result.status == "skipped"
-    assert NAMES[0] in result.error
+    assert NAMES[0] in result.note
     assert len(dump_rows(engine)) == 1 and paper_count(engine) == 70
 
 
@@ -417,7 +420,7 @@ def test_runs_of_consecutive_ids():
 def test_file_still_being_written_is_deferred(engine, tmp_path):
     fresh = write(tmp_path / "fresh.txt", sample_text(0), mtime=NOW.timestamp() - 2)
     (result,) = ingest(engine, fresh, settle=5).files
-    assert result.status == "deferred" and result.error
+    assert result.status == "deferred" and result.note
     assert (result.new, result.updated, result.unchanged) == (0, 0, 0)
     assert paper_count(engine) == 0 and dump_rows(engine) == []
 
@@ -436,15 +439,15 @@ def test_broken_files_fail_and_the_others_are_ingested(engine, dumps):
     assert [by_name[n].new for n in NAMES] == NEW
     assert all(by_name[n].status == "ingested" for n in NAMES)
     assert {f.path for f in report.failed} == {str(readme), str(latin1), str(empty)}
-    assert "not a Daily Papers dump" in by_name[readme.name].error
-    assert "not UTF-8" in by_name[latin1.name].error
-    assert by_name[empty.name].error == "empty file"
+    assert "not a Daily Papers dump" in by_name[readme.name].note
+    assert "not UTF-8" in by_name[latin1.name].note
+    assert by_name[empty.name].note == "empty file"
     assert paper_count(engine) == 342
 
     failed = {r.path: r for r in dump_rows(engine) if r.status == "failed"}
     assert set(failed) == {str(readme), str(latin1), str(empty)}
     for path, row in failed.items():
-        assert row.error == by_name[Path(path).name].error
+        assert row.error == by_name[Path(path).name].note
         assert "\n" not in row.error
         assert row.processed_at == NOW
         assert row.size == Path(path).stat().st_size
@@ -454,7 +457,7 @@ def test_broken_files_fail_and_the_others_are_ingested(engine, dumps):
 def test_reingest_after_a_failure(engine, tmp_path):
     target = write(tmp_path / "dump.txt", "Mar 13\n\nA title without its abstract\n")
     (result,) = ingest(engine, target).files
-    assert result.status == "failed" and "no papers" in result.error
+    assert result.status == "failed" and "no papers" in result.note
     # Retrying the same content fails again, still recorded once.
     (result,) = ingest(engine, target, now=NOW + timedelta(minutes=1)).files
     assert result.status == "failed"
@@ -471,7 +474,7 @@ def test_reingest_after_a_failure(engine, tmp_path):
 def test_missing_file_fails_without_a_record(engine, tmp_path):
     (result,) = ingest(engine, tmp_path / "nope.txt").files
     assert result.status == "failed"
-    assert result.error.startswith("cannot read")
+    assert result.note.startswith("cannot read")
     assert dump_rows(engine) == []
 
 
@@ -506,14 +509,14 @@ def test_one_file_is_one_transaction(postgres_url, dumps):
             assert len(locked) == 70
             (result,) = ingest(engine, dumps / NAMES[1], now=later).files
         assert result.status == "failed"
-        assert "lock" in result.error and "\n" not in result.error
+        assert "lock" in result.note and "\n" not in result.note
         # The 61 new papers were inserted before the lock was hit, and rolled back with the rest.
         assert paper_count(engine) == 70
         assert all(p.last_seen == NOW for p in all_papers(engine).values())
         rows = dump_rows(engine)
         assert [(r.status, r.entries, r.snapshot_date) for r in rows] == [
             ("ingested", 70, date(2025, 3, 13)), ("failed", 0, None)]
-        assert rows[1].error == result.error
+        assert rows[1].error == result.note
 
         # The lock is gone: the same file now goes in, and its failure record becomes the success.
         (result,) = ingest(engine, dumps / NAMES[1], now=later).files
@@ -536,7 +539,7 @@ def test_status_of_an_empty_store(engine):
             "last_ingest": None, "failed_files": [], "jobs": {},
             "outbox": {"pending": 0, "sending": 0, "sent": 0, "failed": 0}, "next_digests": [],
         }
-        assert recent_papers(session, 5) == []
+    assert recent_papers(Store(engine), 5) == []
 
 
 def test_status_after_ingest_with_a_failure(engine, dumps):
@@ -573,11 +576,10 @@ def test_recent_papers_newest_first(engine, dumps):
     ingest(engine, dumps / NAMES[0], now=NOW)
     later = NOW + timedelta(days=1)
     report = ingest(engine, dumps / NAMES[1], now=later)
-    with Session(engine) as session:
-        recent = recent_papers(session, 3)
-        assert [p.id for p in recent] == report.new_paper_ids[::-1][:3]
-        assert all(p.first_seen == later for p in recent)
-        everything = recent_papers(session, 1000)
+    recent = recent_papers(Store(engine), 3)
+    assert [p.id for p in recent] == report.new_paper_ids[::-1][:3]
+    assert all(p.first_seen == later for p in recent)
+    everything = recent_papers(Store(engine), 1000)
     assert len(everything) == 131
     assert [p.first_seen for p in everything] == [later] * 61 + [NOW] * 70
     assert [p.id for p in everything[:61]] == sorted((p.id for p in everything[:61]), reverse=True)
@@ -592,10 +594,9 @@ def test_updated_paper_keeps_its_place_in_recent_papers(engine, dumps, tmp_path)
     entry = parse_dump((dumps / NAMES[0]).read_bytes(), date(2025, 12, 31)).entries[0]
     write(tmp_path / "x.txt", _replace_once(sample_text(0), entry.abstract, entry.abstract + " Updated."))
     ingest(engine, tmp_path / "x.txt", now=NOW + timedelta(hours=2))
-    with Session(engine) as session:
-        newest = recent_papers(session, 61)
-        assert entry.title not in {p.title for p in newest}
-        assert {p.first_seen for p in newest} == {NOW + timedelta(hours=1)}
+    newest = recent_papers(Store(engine), 61)
+    assert entry.title not in {p.title for p in newest}
+    assert {p.first_seen for p in newest} == {NOW + timedelta(hours=1)}
 
 
 def test_paper_json(engine, dumps):

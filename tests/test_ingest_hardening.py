@@ -38,10 +38,11 @@ from digestbot.errors import ConfigError, DumpError
 from digestbot.runner import Bot
 from digestbot.services.health import pending_alerts
 from digestbot.services.ingest import DumpPath, ingest_file, ingest_paths
+from digestbot.services.matching import SubscriptionMatcher
 from digestbot.services.status import store_status
 from digestbot.services.watch import Watcher
 from digestbot.settings import Settings
-from digestbot.store import DumpFile, Paper
+from digestbot.store import DumpFile, Paper, Store
 
 NOW = datetime(2025, 12, 31, 12, 0, tzinfo=UTC)
 MTIME = datetime(2025, 12, 1, 8, 0, tzinfo=UTC).timestamp()
@@ -54,7 +55,8 @@ def write(path: Path, content: str | bytes, mtime: float = MTIME) -> Path:
 
 
 def ingest(engine, *paths, now: datetime = NOW, settle: float = 0, **options):
-    return ingest_paths(engine, list(paths), now=now, settle_seconds=settle, **options)
+    options.setdefault("matcher", SubscriptionMatcher())
+    return ingest_paths(Store(engine), list(paths), now=now, settle_seconds=settle, **options)
 
 
 def dump_rows(engine) -> list[DumpFile]:
@@ -102,11 +104,11 @@ def test_fifo_named_on_the_command_line_is_refused_at_once_and_the_next_file_goe
     report = ingest(engine, fifo, good)
     refused, taken = report.files
     assert (refused.status, refused.path) == ("failed", str(fifo))
-    assert "named pipe (FIFO)" in refused.error and "not a regular file" in refused.error
+    assert "named pipe (FIFO)" in refused.note and "not a regular file" in refused.note
     assert counts(taken) == ("ingested", NEW[0], 0, 0)
     # Recorded, so `digestbot status` shows it and the admin hears of it.
     row = failed_rows(engine)[str(fifo)]
-    assert (row.error, row.size, row.processed_at) == (refused.error, 0, NOW)
+    assert (row.error, row.size, row.processed_at) == (refused.note, 0, NOW)
 
 
 def test_devices_pipes_sockets_and_links_to_devices_in_a_folder_are_refused_by_name(engine, tmp_path):
@@ -126,12 +128,12 @@ def test_devices_pipes_sockets_and_links_to_devices_in_a_folder_are_refused_by_n
         listener.close()
     by_name = {Path(f.path).name: f for f in report.files}
     assert [by_name[n].new for n in NAMES] == NEW  # every good file is ingested, in order
-    assert "symbolic link to outside" in by_name["000b_zero"].error
-    assert "named pipe (FIFO), not a regular file" in by_name["000d_pipe"].error
-    assert "socket, not a regular file" in by_name["000e_sock"].error
+    assert "symbolic link to outside" in by_name["000b_zero"].note
+    assert "named pipe (FIFO), not a regular file" in by_name["000d_pipe"].note
+    assert "socket, not a regular file" in by_name["000e_sock"].note
     refused = {"000b_zero", "000d_pipe", "000e_sock"}
     if "000c_device" in by_name:
-        assert "character device, not a regular file" in by_name["000c_device"].error
+        assert "character device, not a regular file" in by_name["000c_device"].note
         refused.add("000c_device")
     assert {Path(f.path).name for f in report.failed} == refused
     assert set(failed_rows(engine)) == {str(folder / n) for n in refused}
@@ -139,8 +141,8 @@ def test_devices_pipes_sockets_and_links_to_devices_in_a_folder_are_refused_by_n
 
 def test_a_directory_given_as_a_file_is_refused(engine, tmp_path):
     (tmp_path / "sub").mkdir()
-    result = ingest_file(engine, DumpPath(tmp_path / "sub"), now=NOW, settle_seconds=0)
-    assert result.status == "failed" and "a directory" in result.error
+    result = ingest_file(Store(engine), DumpPath(tmp_path / "sub"), now=NOW, settle_seconds=0, matcher=None)
+    assert result.status == "failed" and "a directory" in result.note
     assert str(tmp_path / "sub") in failed_rows(engine)
 
 
@@ -166,8 +168,8 @@ def test_links_out_of_a_folder_are_refused_without_quoting_their_target(engine, 
     by_name = {Path(f.path).name: f for f in report.files}
     for name in ("passwd", "sneaky"):
         assert by_name[name].status == "failed"
-        assert "symbolic link to outside" in by_name[name].error and "not followed" in by_name[name].error
-    assert "missing file" in by_name["dangling"].error
+        assert "symbolic link to outside" in by_name[name].note and "not followed" in by_name[name].note
+    assert "missing file" in by_name["dangling"].note
     assert by_name["inside"].status == "skipped"  # read: the same content as 000, taken first
     assert counts(by_name[NAMES[0]]) == ("ingested", NEW[0], 0, 0)
     rows = failed_rows(engine)
@@ -183,7 +185,7 @@ def test_links_out_of_a_folder_are_refused_without_quoting_their_target(engine, 
     assert counts(result) == ("ingested", NEW[1], 0, 15)  # 001 after 000, as in the samples
     (tmp_path / "to-zero").symlink_to("/dev/zero")
     (result,) = ingest(engine, tmp_path / "to-zero").files
-    assert result.status == "failed" and "character device" in result.error
+    assert result.status == "failed" and "character device" in result.note
 
 
 def test_an_unreadable_file_is_recorded_and_told_to_the_admin(engine, tmp_path):
@@ -191,7 +193,7 @@ def test_an_unreadable_file_is_recorded_and_told_to_the_admin(engine, tmp_path):
     mem = Path("/proc/self/mem")
     good = write(tmp_path / "good.txt", sample(0))
     report = ingest(engine, mem, good)
-    assert report.files[0].status == "failed" and report.files[0].error.startswith("cannot read: ")
+    assert report.files[0].status == "failed" and report.files[0].note.startswith("cannot read: ")
     assert report.files[1].status == "ingested"
     assert str(mem) in failed_rows(engine)
     admin = Settings(admin="admin@example.org", watch_dir=tmp_path)
@@ -205,13 +207,13 @@ def test_a_file_without_read_permission_is_recorded(engine, tmp_path):
     locked = write(tmp_path / "locked.txt", sample(0))
     locked.chmod(0)
     (result,) = ingest(engine, locked).files
-    assert result.status == "failed" and "Permission denied" in result.error
+    assert result.status == "failed" and "Permission denied" in result.note
     assert str(locked) in failed_rows(engine)
 
 
 def test_a_missing_path_is_reported_but_not_recorded(engine, tmp_path):
     (result,) = ingest(engine, tmp_path / "nope.txt").files
-    assert result.status == "failed" and result.error.startswith("cannot read")
+    assert result.status == "failed" and result.note.startswith("cannot read")
     assert dump_rows(engine) == []
 
 
@@ -235,13 +237,13 @@ def test_reasons_quote_at_most_a_short_printable_excerpt(engine, tmp_path):
     metadata = write(tmp_path / "meta.txt", "Mar 1\n\nT\n\nA.\n\n  • 3 authors\n" + f"·\n{escape}{'y' * 300}\n")
     report = ingest(engine, noisy, metadata)
     refused, warned = report.files
-    assert refused.status == "failed" and "not a Daily Papers dump" in refused.error
-    assert_short_printable(refused.error)
-    quoted = refused.error.split("found ", 1)[1]
+    assert refused.status == "failed" and "not a Daily Papers dump" in refused.note
+    assert_short_printable(refused.note)
+    quoted = refused.note.split("found ", 1)[1]
     assert len(quoted) <= 62 and "\x1b" not in quoted and "secret-token" in quoted
     assert warned.status == "ingested" and len(warned.warnings) == 1
     assert_short_printable(warned.warnings[0])
-    assert failed_rows(engine)[str(noisy)].error == refused.error
+    assert failed_rows(engine)[str(noisy)].error == refused.note
 
 
 def test_a_file_name_with_control_characters_is_shown_escaped(engine, tmp_path):
@@ -326,7 +328,7 @@ def test_a_file_over_the_byte_limit_fails_unread_and_is_recorded(engine, tmp_pat
     report = ingest(engine, big, good, limits=DumpLimits(dump_bytes=len(sample(0))))
     refused, taken = report.files
     assert refused.status == "failed"
-    assert refused.error == (f"too large: {big.stat().st_size:,} bytes, more than DIGESTBOT_MAX_DUMP_BYTES "
+    assert refused.note == (f"too large: {big.stat().st_size:,} bytes, more than DIGESTBOT_MAX_DUMP_BYTES "
                              f"({len(sample(0)):,}): not read")
     assert taken.status == "ingested"
     row = failed_rows(engine)[str(big)]
@@ -340,7 +342,7 @@ def test_a_giant_sparse_file_is_refused_at_once_and_its_size_recorded_as_the_col
         f.truncate(3 * 2**30)  # 3 GiB of nothing, on no disk: reading it would take a while
     os.utime(giant, (MTIME, MTIME))
     (result,) = ingest(engine, giant).files
-    assert result.error == "too large: 3,221,225,472 bytes, more than DIGESTBOT_MAX_DUMP_BYTES (200,000,000): not read"
+    assert result.note == "too large: 3,221,225,472 bytes, more than DIGESTBOT_MAX_DUMP_BYTES (200,000,000): not read"
     assert failed_rows(engine)[str(giant)].size == 2**31 - 1  # a 32-bit column on PostgreSQL
 
 
@@ -454,7 +456,7 @@ def test_a_paper_listed_in_two_chunks_counts_once_and_its_later_metadata_wins(en
 def test_a_failure_in_a_later_chunk_rolls_the_whole_file_back(engine, tmp_path):
     text = ("Mar 1\n\n" + entries_text(40)).encode() + b"Caf\xe9 Paper\n\nAn abstract.\n"
     (result,) = ingest(engine, write(tmp_path / "late.txt", text), chunk_entries=5).files
-    assert result.status == "failed" and "not UTF-8" in result.error
+    assert result.status == "failed" and "not UTF-8" in result.note
     assert paper_count(engine) == 0
     assert [(r.status, r.entries) for r in dump_rows(engine)] == [("failed", 0)]
 
@@ -474,7 +476,7 @@ def test_ingest_memory_is_bounded_by_the_chunk_not_the_file(tmp_path, sqlite_url
         sizes.append(path.stat().st_size)
         tracemalloc.start()
         try:
-            (result,) = ingest(engine, path, chunk_entries=500, match=False).files
+            (result,) = ingest(engine, path, chunk_entries=500, matcher=None).files
             peaks.append(tracemalloc.get_traced_memory()[1])
         finally:
             tracemalloc.stop()
@@ -505,23 +507,23 @@ def test_a_future_mtime_with_settle_zero_is_read_at_once(engine, tmp_path):
     assert counts(result) == ("ingested", NEW[0], 0, 0)
 
 
-def test_a_future_mtime_settles_in_the_watcher_once_unchanged_for_the_settle_time(engine, tmp_path):
+def test_a_future_mtime_settles_in_the_watcher_once_unchanged_for_the_settle_time(store, tmp_path):
     folder = tmp_path / "watch"
     path = future_file(folder)
-    watcher = Watcher(folder, settle_seconds=5)
-    (result,) = watcher.scan(engine, NOW).files
-    assert result.status == "deferred" and "in the future" in result.error
-    (result,) = watcher.scan(engine, NOW + timedelta(seconds=3)).files
+    watcher = Watcher(folder, settle_seconds=5, matcher=SubscriptionMatcher())
+    (result,) = watcher.scan(store, NOW).files
+    assert result.status == "deferred" and "in the future" in result.note
+    (result,) = watcher.scan(store, NOW + timedelta(seconds=3)).files
     assert result.status == "deferred"
     # It changes: the settle time starts again from when that was seen.
     write(path, sample(0) + b"\n", mtime=NOW.timestamp() + 7200)
-    (result,) = watcher.scan(engine, NOW + timedelta(seconds=4)).files
+    (result,) = watcher.scan(store, NOW + timedelta(seconds=4)).files
     assert result.status == "deferred"
-    (result,) = watcher.scan(engine, NOW + timedelta(seconds=8)).files
+    (result,) = watcher.scan(store, NOW + timedelta(seconds=8)).files
     assert result.status == "deferred"
-    (result,) = watcher.scan(engine, NOW + timedelta(seconds=9)).files
+    (result,) = watcher.scan(store, NOW + timedelta(seconds=9)).files
     assert counts(result) == ("ingested", NEW[0], 0, 0)
-    assert watcher.scan(engine, NOW + timedelta(seconds=60)).files == []
+    assert watcher.scan(store, NOW + timedelta(seconds=60)).files == []
 
 
 def test_a_one_shot_run_looks_twice_at_a_future_mtime(engine, tmp_path):
@@ -546,7 +548,7 @@ def test_a_one_shot_run_does_not_wait_for_a_recent_mtime_in_the_past(engine, tmp
     path = write(tmp_path / "fresh.txt", sample(0), mtime=NOW.timestamp() - 1)
     waits = []
     (result,) = ingest(engine, path, settle=5, sleep=waits.append).files
-    assert waits == [] and result.status == "deferred" and "still being written" in result.error
+    assert waits == [] and result.status == "deferred" and "still being written" in result.note
 
 
 def test_run_once_ingests_a_future_mtime(engine, tmp_path):

@@ -37,12 +37,13 @@ from digestbot.services.delivery import OutboxSender
 from digestbot.services.digests import DigestBuilder, signing_key
 from digestbot.services.health import queue_admin_alerts
 from digestbot.services.ingest import ingest_paths
+from digestbot.services.matching import SubscriptionMatcher
 from digestbot.services.search import PREVIEW_PAPERS, RecentPapers
 from digestbot.services.subscriptions import (
     import_subscriptions, owned_subscription, subscribe, unsubscribe, unsubscribe_recipient,
 )
 from digestbot.settings import Settings
-from digestbot.store import OutboxMessage, Paper, Subscription
+from digestbot.store import OutboxMessage, Paper, Store, Subscription
 from digestbot.web import create_app
 
 NOW = datetime(2025, 12, 1, 6, 0, tzinfo=UTC)
@@ -169,8 +170,8 @@ def test_an_old_query_with_a_line_break_still_gets_its_digest_with_a_one_line_su
     with Session(engine) as session, session.begin():
         sub, _ = subscribe(session, "ada@example.org", "diffusion", schedule=parse_schedule(), now=NOW)
         sub.query = "diffusion\r\nmodel"  # as an older digestbot let it be saved
-    ingest_paths(engine, sorted(copy_samples(tmp_path / "dumps", (NOW - timedelta(days=30)).timestamp()).iterdir()),
-                 now=NOW + timedelta(minutes=30), settle_seconds=0)
+    dumps = sorted(copy_samples(tmp_path / "dumps", (NOW - timedelta(days=30)).timestamp()).iterdir())
+    ingest_paths(Store(engine), dumps, now=NOW + timedelta(minutes=30), settle_seconds=0, matcher=SubscriptionMatcher())
     settings = quiet_settings(tmp_path, DIGESTBOT_EMAIL_BACKEND="file")
     [built] = DigestBuilder(engine, settings).build_due(NOW + timedelta(hours=2))
     assert built.papers > 0 and '"diffusion model"' in built.subject and built.subject.isprintable()
@@ -185,7 +186,8 @@ def test_a_dump_file_name_with_a_line_break_still_reaches_the_admin(engine, tmp_
     """The admin's alert about a failed file names the file in its subject."""
     bad = write_dated(tmp_path / "dumps" / "broken\nBcc: eve@example.org.json", "not json",
                       (NOW - timedelta(days=1)).timestamp())
-    assert ingest_paths(engine, [bad], now=NOW, settle_seconds=0).files[0].status == "failed"
+    report = ingest_paths(Store(engine), [bad], now=NOW, settle_seconds=0, matcher=SubscriptionMatcher())
+    assert report.files[0].status == "failed"
     settings = quiet_settings(tmp_path, DIGESTBOT_EMAIL_BACKEND="file", DIGESTBOT_ADMIN="admin@example.org")
     assert queue_admin_alerts(engine, settings, NOW) == 1
     report = OutboxSender(engine, channels_for(settings), settings).send_all()
@@ -451,14 +453,14 @@ def test_the_query_preview_has_its_own_rate_limit(engine, tmp_path) -> None:
 
 def test_the_preview_looks_at_the_newest_papers_of_its_window_only(engine, tmp_path) -> None:
     now = datetime.now(UTC)
-    ingest_paths(engine, sorted(copy_samples(tmp_path / "dumps", (now - timedelta(days=2)).timestamp()).iterdir()),
-                 now=now - timedelta(days=1), settle_seconds=0)
+    dumps = sorted(copy_samples(tmp_path / "dumps", (now - timedelta(days=2)).timestamp()).iterdir())
+    ingest_paths(Store(engine), dumps, now=now - timedelta(days=1), settle_seconds=0, matcher=SubscriptionMatcher())
     node = parse_query("model")
     with Session(engine) as session:
-        everything, seen = RecentPapers(days=14).search(session, node, now)
+        everything, seen = RecentPapers(days=14).search(Store(engine), node, now)
         window = session.scalar(select(func.count()).select_from(Paper))
         newest = session.scalars(select(Paper.id).order_by(Paper.first_seen.desc(), Paper.id.desc()).limit(40)).all()
-        bounded, searched = RecentPapers(days=14, most=40).search(session, node, now)
+        bounded, searched = RecentPapers(days=14, most=40).search(Store(engine), node, now)
     assert seen == window > 40 and searched == 40
     assert {hit.paper.id for hit in bounded} == {hit.paper.id for hit in everything} & set(newest)
     answer = web_client(engine, tmp_path).get("/api/query?q=model").get_json()

@@ -28,7 +28,9 @@ from digestbot.services.subscriptions import (
     import_subscriptions, list_subscriptions, set_active, subscribe, subscription_json, unsubscribe,
     unsubscribe_recipient,
 )
-from digestbot.store import Counter, Match, Paper, QueryMatch, Recipient, Subscription, connect, migrate
+from digestbot.store import (
+    Counter, Match, Paper, QueryMatch, Recipient, Store, Subscription, Transaction, connect, migrate,
+)
 
 NOW = datetime(2025, 12, 31, 12, 0, tzinfo=UTC)
 MTIME = datetime(2025, 12, 1, 8, 0, tzinfo=UTC).timestamp()  # the copies were "saved" a month before NOW
@@ -43,8 +45,8 @@ def dumps(tmp_path: Path) -> Path:
 
 
 def ingest(engine: Engine, path: Path, now: datetime) -> FileResult:
-    (result,) = ingest_paths(engine, [path], now=now, settle_seconds=0).files
-    assert result.status == "ingested", result.error
+    (result,) = ingest_paths(Store(engine), [path], now=now, settle_seconds=0, matcher=matcher_for(engine)).files
+    assert result.status == "ingested", result.note
     return result
 
 
@@ -374,7 +376,7 @@ def test_each_match_is_stored_once_even_when_matching_runs_twice(engine, dumps):
         store_matches(session, pairs)
         store_matches(session, pairs + pairs)
         # The process's matcher run again over the same papers stores nothing new either.
-        matcher_for(engine).match_and_store(session, papers_since(session, NOW))
+        matcher_for(engine).match_and_store(Transaction(session), papers_since(session, NOW))
     assert stored_matches(engine) == first
 
     # A pair given twice in one call, never stored before, is stored once.
@@ -808,15 +810,15 @@ def searchable(engine, dumps) -> dict[int, Document]:
 
 def test_search_best_first(engine, searchable):
     docs = searchable
-    with Session(engine) as session:
-        hits = search(session, parse_query("diffusion"), 1000)
-        top = search(session, parse_query("diffusion"), 5)
-        assert search(session, parse_query("zzzyzzx"), 10) == []
-        assert search(session, parse_query("diffusion -diffusion"), 10) == []
-        assert search(session, parse_query("title:zzzyzzx OR abstract:qqqxqqq"), 10) == []
-        ids = [h.paper.id for h in hits]
-        scores = [h.score for h in hits]
-        top_ids = [h.paper.id for h in top]
+    store = Store(engine)
+    hits = search(store, parse_query("diffusion"), 1000)
+    top = search(store, parse_query("diffusion"), 5)
+    assert search(store, parse_query("zzzyzzx"), 10) == []
+    assert search(store, parse_query("diffusion -diffusion"), 10) == []
+    assert search(store, parse_query("title:zzzyzzx OR abstract:qqqxqqq"), 10) == []
+    ids = [h.paper.id for h in hits]
+    scores = [h.score for h in hits]
+    top_ids = [h.paper.id for h in top]
 
     want = {pid for pid, doc in docs.items() if evaluate(parse_query("diffusion"), doc)}
     assert len(ids) == len(set(ids)) and set(ids) == want and len(want) > 20
@@ -835,8 +837,7 @@ def test_search_ranks_title_hits_of_a_several_word_query_first(engine, searchabl
     the abstract."""
     docs = searchable
     query = "video generation"
-    with Session(engine) as session:
-        hits = [(h.paper.id, h.score) for h in search(session, parse_query(query), 1000)]
+    hits = [(h.paper.id, h.score) for h in search(Store(engine), parse_query(query), 1000)]
     ids = [pid for pid, _ in hits]
     assert set(ids) == {pid for pid, doc in docs.items() if evaluate(parse_query(query), doc)}
     title_words = [sum(evaluate(parse_query(f"title:{w}"), docs[pid]) for w in query.split()) for pid in ids]

@@ -28,8 +28,10 @@ from digestbot.core.schedule import parse_schedule
 from digestbot.core.tokens import LinkSigner
 from digestbot.services.digests import DigestBuilder, signing_key
 from digestbot.services.ingest import ingest_paths
+from digestbot.services.matching import SubscriptionMatcher
 from digestbot.services.subscriptions import subscribe
 from digestbot.settings import Settings
+from digestbot.store import Store
 from digestbot.store.models import OutboxMessage, Recipient, Subscription
 from digestbot.web import create_app
 
@@ -95,7 +97,8 @@ def link_in(message: OutboxMessage, path: str) -> str:
 def ingest_samples(engine, tmp_path: Path, now: datetime) -> None:
     """The sample dumps, ingested as if at ``now`` (their copies saved a day before it)."""
     folder = copy_samples(tmp_path / "dumps", (now - timedelta(days=1)).timestamp())
-    report = ingest_paths(engine, sorted(folder.iterdir()), now=now, settle_seconds=0)
+    report = ingest_paths(Store(engine), sorted(folder.iterdir()), now=now, settle_seconds=0,
+                          matcher=SubscriptionMatcher())
     assert report.new > 300
 
 
@@ -581,9 +584,9 @@ def test_the_preview_finds_what_search_finds_in_the_same_order(engine, tmp_path,
 
     ingest_samples(engine, tmp_path, datetime.now(UTC) - timedelta(days=1))
     node = parse_query(query)
-    with Session(engine) as session:
-        engine_hits = [(h.paper.id, h.score) for h in search(session, node, limit=1000)]
-        preview_hits = [(h.paper.id, h.score) for h in RecentPapers(days=14).search(session, node, datetime.now(UTC))[0]]
+    store = Store(engine)
+    engine_hits = [(h.paper.id, h.score) for h in search(store, node, limit=1000)]
+    preview_hits = [(h.paper.id, h.score) for h in RecentPapers(days=14).search(store, node, datetime.now(UTC))[0]]
     assert preview_hits == engine_hits
 
 

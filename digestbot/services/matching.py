@@ -25,6 +25,7 @@ from digestbot.core.matcher import Batch, QueryIndex, gc_paused, to_bits, vocabu
 from digestbot.core.query import Node, parse_stored_query
 from digestbot.store.db import insert_ignoring_duplicates
 from digestbot.store.models import Counter, Paper, Subscription, SubscriptionPause
+from digestbot.store.unit import Transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,9 +168,10 @@ class SubscriptionMatcher:
             else:
                 yield query, kept, sum((matched & seen_since(s)).bit_count() for s in since)
 
-    def match_and_store(self, session: Session, papers: Sequence[NewPaper]) -> int:
+    def match_and_store(self, tx: Transaction, papers: Sequence[NewPaper]) -> int:
         """Match and store; returns the number of (subscription, paper) matches. A match needs no
         time stamp of its own: it was made when its paper was first seen (see ``Match``)."""
+        session = tx.session
         # The batch is millions of small objects and gone when this returns: the collector would
         # only walk it again and again (a tenth of the time).
         with gc_paused():

@@ -7,13 +7,10 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
 from digestbot.core.matcher import Batch, vocabulary
 from digestbot.core.query import Document, Node, Run, Term, evaluate, leaves
 from digestbot.core.text import analyze, stem
-from digestbot.store.models import Paper
+from digestbot.store import Paper, Store
 
 CHUNK = 2000  # papers analysed at a time: bounded memory on a large store
 # The preview looks at the newest this many papers of its window, at most: analysing them takes
@@ -28,28 +25,26 @@ class Hit:
     score: int  # 2 per query term found in the title, 1 per term found in the abstract
 
 
-def search(session: Session, node: Node, limit: int) -> list[Hit]:
+def search(store: Store, node: Node, limit: int) -> list[Hit]:
     """Papers matching ``node`` (the same engine that matches subscriptions), best first."""
     terms = vocabulary(node)
     # Each word counts on its own: a Run of several words scores per word.
     scoring = [part for leaf, positive in leaves(node) if positive for part in _scored_parts(leaf)]
     hits: list[Hit] = []
     last_id = 0
-    while True:
-        papers = list(session.scalars(select(Paper).where(Paper.id > last_id).order_by(Paper.id).limit(CHUNK)))
-        if not papers:
-            break
-        last_id = papers[-1].id
-        batch = Batch([(p.title, p.abstract) for p in papers], terms)
-        matched = batch.bits(node)
-        if not matched:
-            continue
-        title_bits = [_bits_in(batch, leaf, "title") for leaf in scoring]
-        abstract_bits = [_bits_in(batch, leaf, "abstract") for leaf in scoring]
-        for position in batch.positions(matched):
-            bit = 1 << position
-            score = sum(2 for bits in title_bits if bits & bit) + sum(1 for bits in abstract_bits if bits & bit)
-            hits.append(Hit(papers[position], score))
+    with store.reading() as tx:
+        while papers := tx.papers.after(last_id, CHUNK):
+            last_id = papers[-1].id
+            batch = Batch([(p.title, p.abstract) for p in papers], terms)
+            matched = batch.bits(node)
+            if not matched:
+                continue
+            title_bits = [_bits_in(batch, leaf, "title") for leaf in scoring]
+            abstract_bits = [_bits_in(batch, leaf, "abstract") for leaf in scoring]
+            for position in batch.positions(matched):
+                bit = 1 << position
+                score = sum(2 for bits in title_bits if bits & bit) + sum(1 for bits in abstract_bits if bits & bit)
+                hits.append(Hit(papers[position], score))
     hits.sort(key=lambda h: (-h.score, -h.paper.first_seen.timestamp(), -h.paper.id))
     return hits[:limit]
 
@@ -72,27 +67,25 @@ class RecentPapers:
         self._papers: list[tuple[Paper, Document]] = []
         self._lock = threading.Lock()
 
-    def search(self, session: Session, node: Node, now: datetime) -> tuple[list[Hit], int]:
+    def search(self, store: Store, node: Node, now: datetime) -> tuple[list[Hit], int]:
         """Every paper of the window that ``node`` matches, best first (as ``search`` orders them),
         and how many papers were looked at."""
-        papers = self._current(session, now - timedelta(days=self.days))
+        papers = self._current(store, now - timedelta(days=self.days))
         scoring = [part for leaf, positive in leaves(node) if positive for part in _scored_parts(leaf)]
         hits = [Hit(paper, _score(scoring, document)) for paper, document in papers if evaluate(node, document)]
         hits.sort(key=lambda h: (-h.score, -h.paper.first_seen.timestamp(), -h.paper.id))
         return hits, len(papers)
 
-    def _current(self, session: Session, since: datetime) -> list[tuple[Paper, Document]]:
-        window = select(func.count(), func.max(Paper.id), func.min(Paper.id)).where(Paper.first_seen >= since)
-        key = tuple(session.execute(window).one())
-        with self._lock:
-            if key != self._key:
-                rows = session.scalars(select(Paper).where(Paper.first_seen >= since)
-                                       .order_by(Paper.first_seen.desc(), Paper.id.desc()).limit(self.most)).all()
-                for paper in rows:
-                    session.expunge(paper)  # kept beyond this session, read-only
-                self._papers = [(paper, Document.of(paper.title, paper.abstract)) for paper in rows]
-                self._key = key
-            return self._papers
+    def _current(self, store: Store, since: datetime) -> list[tuple[Paper, Document]]:
+        with store.reading() as tx:
+            key = tx.papers.window(since)
+            with self._lock:
+                if key != self._key:
+                    # Kept beyond this transaction, read-only (its session lets them go when it closes).
+                    rows = tx.papers.newest_since(since, self.most)
+                    self._papers = [(paper, Document.of(paper.title, paper.abstract)) for paper in rows]
+                    self._key = key
+                return self._papers
 
 
 def _score(scoring: list, document: Document) -> int:

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from digestbot.services.delivery import outbox_counts
 from digestbot.services.health import next_digests
+from digestbot.store import Store
 from digestbot.store.models import DumpFile, JobRun, Paper
 
 
@@ -24,9 +25,10 @@ def paper_json(paper: Paper) -> dict:
     }
 
 
-def recent_papers(session: Session, limit: int) -> list[Paper]:
+def recent_papers(store: Store, limit: int) -> list[Paper]:
     """Newest first: by when digestbot first saw them, then by id (the order within a dump)."""
-    return list(session.scalars(select(Paper).order_by(Paper.first_seen.desc(), Paper.id.desc()).limit(limit)))
+    with store.reading() as tx:
+        return tx.papers.newest(limit)
 
 
 def store_status(session: Session, now: datetime | None = None) -> dict:

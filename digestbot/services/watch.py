@@ -6,26 +6,32 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Engine
-
 from digestbot.core.dumps import DumpLimits
 from digestbot.core.settle import Look
-from digestbot.services.ingest import IngestReport, expand_paths, ingest_paths, look_at
+from digestbot.services.dump_files import expand_paths, look_at
+from digestbot.services.ingest import IngestReport, ingest_paths
+from digestbot.services.matching import SubscriptionMatcher
+from digestbot.store import Store
 
 
 class Watcher:
     """Remembers each file's (size, mtime) once handled, so an unchanged file costs one stat; and,
     for a file not yet settled, how it looked when first seen so (see core/settle.py), so that a
-    file with an mtime in the future settles after the settle time like any other."""
+    file with an mtime in the future settles after the settle time like any other.
 
-    def __init__(self, folder: Path, settle_seconds: float, limits: DumpLimits = DumpLimits()) -> None:
+    ``matcher``: the matcher of the new papers, kept between passes (None: they are not matched).
+    """
+
+    def __init__(self, folder: Path, settle_seconds: float, limits: DumpLimits = DumpLimits(), *,
+                 matcher: SubscriptionMatcher | None) -> None:
         self.folder = folder
         self.settle_seconds = settle_seconds
         self.limits = limits
+        self.matcher = matcher
         self._handled: dict[Path, tuple[int, int]] = {}
         self._seen: dict[Path, Look] = {}
 
-    def scan(self, engine: Engine, now: datetime, sleep: Callable[[float], None] | None = None) -> IngestReport:
+    def scan(self, store: Store, now: datetime, sleep: Callable[[float], None] | None = None) -> IngestReport:
         """One pass: ingest new or changed files. Deferred files are looked at again next pass.
 
         ``sleep``: for a pass with no pass after it (`digestbot run --once`), see ingest_paths.
@@ -50,8 +56,8 @@ class Watcher:
             del self._handled[gone]
         for gone in set(self._seen) - present:
             del self._seen[gone]
-        report = ingest_paths(engine, [item for item, _ in candidates], now=now, settle_seconds=self.settle_seconds,
-                              limits=self.limits, seen=self._seen, sleep=sleep)
+        report = ingest_paths(store, [item for item, _ in candidates], now=now, settle_seconds=self.settle_seconds,
+                              matcher=self.matcher, limits=self.limits, seen=self._seen, sleep=sleep)
         for (item, look), result in zip(candidates, report.files):
             if result.status != "deferred":
                 self._handled[item.path] = (look.size, look.mtime_ns)

@@ -1,6 +1,6 @@
 """The store: SQLAlchemy models, the engine, and the schema (created only by Alembic migrations)."""
 
-from digestbot.store.db import connect, ensure_current, migrate, schema_revision
+from digestbot.store.db import DatabaseError, DuplicateKey, connect, ensure_current, migrate, schema_revision
 from digestbot.store.unit import Store, Transaction
 from digestbot.store.models import (
     AdminAlert, Base, Counter, DigestItem, DumpFile, Match, MatchQuery, OutboxMessage, Paper, PaperSighting, QueryMatch,
@@ -9,6 +9,6 @@ from digestbot.store.models import (
 
 __all__ = [
     "MatchQuery", "PaperSighting", "QueryMatch", "SubscriptionPause",
-    "AdminAlert", "JobRun", "Lease",
+    "AdminAlert", "JobRun", "Lease", "DatabaseError", "DuplicateKey",
     "Base", "Counter", "DigestItem", "DumpFile", "Match", "OutboxMessage", "Paper", "Recipient", "Secret",
     "Store", "Subscription", "Transaction", "WebhookEvent", "connect", "ensure_current", "migrate", "schema_revision"]

@@ -9,11 +9,17 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, Insert, create_engine, event, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 
 from digestbot.errors import ConfigError, SchemaOutOfDate
 from digestbot.resources import resource_dir
 
+
+# The database's refusals, for services to catch without naming SQLAlchemy: any error of the
+# database or its driver, and a broken unique key (another writer stored the same thing first).
+# Each has the driver's own exception as ``orig`` when it comes from the driver.
+DatabaseError = SQLAlchemyError
+DuplicateKey = IntegrityError
 
 # An execution option on connections that only read (Store.reading): on SQLite they begin a
 # deferred transaction instead of taking the write lock.

@@ -20,6 +20,7 @@ from digestbot.render import sentence
 from digestbot.services import subscriptions
 from digestbot.services.notices import address_over_limit
 from digestbot.services.subscriptions import schedule_label
+from digestbot.store import Store
 from digestbot.store.models import DigestItem, Paper, Recipient
 from digestbot.web.app import Site, client_key, site
 from digestbot.web.guards import RateLimiter, check_csrf
@@ -136,8 +137,7 @@ def check_query():
         node = parse_query(text)
     except UsageError as exc:
         return {"ok": False, "error": _query_error(exc)}
-    with s.session() as session:
-        hits, searched = s.recent_papers.search(session, node, s.clock())
+    hits, searched = s.recent_papers.search(Store(s.engine), node, s.clock())
     return {"ok": True, "days": s.recent_papers.days, "count": len(hits), "searched": searched,
             "most": s.recent_papers.most,
             "papers": [{"id": h.paper.id, "title": h.paper.title, "first_seen": h.paper.first_seen.date().isoformat()}
