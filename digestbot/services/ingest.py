@@ -39,7 +39,8 @@ from digestbot.core.identity import collapsed_abstract_fingerprint, title_key
 from digestbot.core.matcher import gc_paused
 from digestbot.core.settle import Look, settled
 from digestbot.errors import DumpError
-from digestbot.services.matching import NewPaper, SubscriptionMatcher, matcher_for
+from digestbot.services.matching import NewPaper, SubscriptionMatcher
+from digestbot.store import Transaction
 from digestbot.settings import Settings
 from digestbot.store.models import DumpFile, Paper, PaperSighting
 
@@ -154,6 +155,7 @@ def ingest_paths(
     sleep: Callable[[float], None] | None = None,
     on_file: Callable[[FileResult], None] | None = None,
     match: bool = True,
+    matcher: SubscriptionMatcher | None = None,
     chunk_entries: int = CHUNK_ENTRIES,
 ) -> IngestReport:
     """Ingest every file under ``paths``; a failing file is recorded and never stops the others.
@@ -162,8 +164,11 @@ def ingest_paths(
     ``sleep``: given by a caller that runs once (no later pass to look again), it lets a file
     whose mtime is in the future be looked at twice, ``settle_seconds`` apart; without it such a
     file is deferred like one still being written. With ``match``, the new papers of each file are
-    matched against the active subscriptions in the same transaction as the file itself.
+    matched against the active subscriptions in the same transaction as the file itself, by
+    ``matcher`` (kept by the caller between ingests; a new one for this call if not given).
     """
+    if match and matcher is None:
+        matcher = SubscriptionMatcher()
     items = list(expand_paths(paths))
     first = dict(seen or {})
     if sleep is not None and settle_seconds > 0:
@@ -171,7 +176,7 @@ def ingest_paths(
     report = IngestReport()
     for item in items:
         result = ingest_file(engine, item, now=now, settle_seconds=settle_seconds, limits=limits,
-                             seen=first.get(item.path), match=match, chunk_entries=chunk_entries)
+                             seen=first.get(item.path), match=match, matcher=matcher, chunk_entries=chunk_entries)
         report.files.append(result)
         if on_file is not None:
             on_file(result)
@@ -207,6 +212,7 @@ def ingest_file(
     limits: DumpLimits = DumpLimits(),
     seen: Look | None = None,
     match: bool = True,
+    matcher: SubscriptionMatcher | None = None,
     chunk_entries: int = CHUNK_ENTRIES,
 ) -> FileResult:
     """Ingest one file (see the module's docstring for what is refused, and how)."""
@@ -238,7 +244,9 @@ def ingest_file(
             return FileResult(shown, "deferred", error="changed while being read: still being written?")
         return _failed(engine, shown, found.stat, f"cannot read: {exc.strerror or exc}", now)
     try:
-        return _ingest_open(engine, fd, found.stat, shown, now, limits, match, chunk_entries)
+        if match and matcher is None:
+            matcher = SubscriptionMatcher()
+        return _ingest_open(engine, fd, found.stat, shown, now, limits, matcher if match else None, chunk_entries)
     except _Changed:
         return FileResult(shown, "deferred", error="changed while being read: still being written?")
     except OSError as exc:  # a read error: the disk, the network file system
@@ -327,7 +335,7 @@ def _blocks(fd: int, size: int) -> Iterator[bytes]:
 
 
 def _ingest_open(engine: Engine, fd: int, examined: os.stat_result, shown: str, now: datetime,
-                 limits: DumpLimits, match: bool, chunk_entries: int) -> FileResult:
+                 limits: DumpLimits, matcher: SubscriptionMatcher | None, chunk_entries: int) -> FileResult:
     """Ingest the open regular file ``fd``: two passes, the first for its SHA-256 (to skip content
     already ingested without parsing it), the second to parse and store it."""
     if not _same(examined, os.fstat(fd)):  # swapped between the look and the open
@@ -346,7 +354,7 @@ def _ingest_open(engine: Engine, fd: int, examined: os.stat_result, shown: str, 
     # Parsing and diffing make many objects that stay alive to the end of a chunk: see gc_paused
     # (a quarter of the time of re-ingesting 50,000 papers).
     with gc_paused():
-        return _parse_and_store(engine, fd, examined, shown, sha, reference, now, limits, match, chunk_entries)
+        return _parse_and_store(engine, fd, examined, shown, sha, reference, now, limits, matcher, chunk_entries)
 
 
 def _entry_chunks(fd: int, size: int, reader: DumpReader, chunk_entries: int) -> Iterator[tuple[list[Entry], int]]:
@@ -366,13 +374,12 @@ def _entry_chunks(fd: int, size: int, reader: DumpReader, chunk_entries: int) ->
 
 def _parse_and_store(
     engine: Engine, fd: int, examined: os.stat_result, shown: str, sha: str, reference: date, now: datetime,
-    limits: DumpLimits, match: bool, chunk_entries: int,
+    limits: DumpLimits, matcher: SubscriptionMatcher | None, chunk_entries: int,
 ) -> FileResult:
     size = examined.st_size
     reader = DumpReader(reference, limits)
     try:
         with Session(engine) as session, session.begin():
-            matcher = matcher_for(engine) if match else None
             store = _DumpStore(session, shown, sha, size, now, matcher)
             for entries, read in _entry_chunks(fd, size, reader, chunk_entries):
                 store.add(entries, expected=max(len(entries) * size // max(read, 1), len(entries)))
@@ -719,7 +726,7 @@ class _DumpStore:
 
         if self.matcher is not None and new_ids:
             papers = [NewPaper(pid, values["title"], values["abstract"], now) for pid, values in zip(new_ids, fresh)]
-            self.matches += self.matcher.match_and_store(session, papers)
+            self.matches += self.matcher.match_and_store(Transaction(session), papers)
 
     def _listed_again(self, again: list[_Candidate]) -> None:
         """Papers an earlier chunk of this file listed already: their metadata is added, their title

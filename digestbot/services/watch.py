@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from digestbot.core.dumps import DumpLimits
 from digestbot.core.settle import Look
 from digestbot.services.ingest import IngestReport, expand_paths, ingest_paths, look_at
+from digestbot.services.matching import SubscriptionMatcher
 
 
 class Watcher:
@@ -20,6 +21,7 @@ class Watcher:
 
     def __init__(self, folder: Path, settle_seconds: float, limits: DumpLimits = DumpLimits()) -> None:
         self.folder = folder
+        self.matcher = SubscriptionMatcher()  # kept between passes: each syncs only what changed
         self.settle_seconds = settle_seconds
         self.limits = limits
         self._handled: dict[Path, tuple[int, int]] = {}
@@ -51,7 +53,7 @@ class Watcher:
         for gone in set(self._seen) - present:
             del self._seen[gone]
         report = ingest_paths(engine, [item for item, _ in candidates], now=now, settle_seconds=self.settle_seconds,
-                              limits=self.limits, seen=self._seen, sleep=sleep)
+                              limits=self.limits, seen=self._seen, sleep=sleep, matcher=self.matcher)
         for (item, look), result in zip(candidates, report.files):
             if result.status != "deferred":
                 self._handled[item.path] = (look.size, look.mtime_ns)
