@@ -33,7 +33,7 @@ from digestbot.services.digests import DigestBuilder
 from digestbot.services.ingest import ingest_paths
 from digestbot.services.subscriptions import subscribe
 from digestbot.settings import Settings
-from digestbot.store import OutboxMessage, connect, migrate
+from digestbot.store import OutboxMessage, Store, connect, migrate
 from fakes import FakeSendGrid, FakeSlack, fake_sendgrid, fake_slack  # noqa: F401 - fixtures
 
 NAMES = sorted(p.name for p in SAMPLES.iterdir())
@@ -89,10 +89,9 @@ def queue(engine: Engine, sample: Path, settings: Settings, subscriptions: list[
     """Subscribe (daily, 08:00 UTC), ingest the sample, build what is due at DUE: the built digests.
 
     Webhooks may point at loopback here, where the fake Slack listens (DIGESTBOT_ALLOW_PRIVATE_WEBHOOKS)."""
-    with Session(engine) as session, session.begin():
-        for recipient, query in subscriptions:
-            subscribe(session, recipient, query, schedule=parse_schedule("daily"), now=T0,
-                      private_webhooks=settings.allow_private_webhooks)
+    for recipient, query in subscriptions:
+        subscribe(Store(engine), recipient, query, schedule=parse_schedule("daily"), now=T0,
+                  private_webhooks=settings.allow_private_webhooks)
     report = ingest_paths(engine, [sample], now=INGEST, settle_seconds=0)
     assert report.files[0].status == "ingested"
     built = DigestBuilder(engine, dataclasses.replace(settings, digest_max_papers=max_papers)).build_due(DUE)
@@ -407,9 +406,8 @@ def test_cli_digest_then_send_through_sendgrid(sample, tmp_path, fake_sendgrid) 
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     engine = connect(url)
     migrate(engine)
-    with Session(engine) as session, session.begin():
-        for recipient in ("ada@example.org", "bob@example.org"):
-            subscribe(session, recipient, "diffusion OR transformer", schedule=parse_schedule("daily"), now=T0)
+    for recipient in ("ada@example.org", "bob@example.org"):
+        subscribe(Store(engine), recipient, "diffusion OR transformer", schedule=parse_schedule("daily"), now=T0)
     assert ingest_paths(engine, [sample], now=INGEST, settle_seconds=0).files[0].status == "ingested"
     engine.dispose()
 

@@ -27,7 +27,7 @@ from digestbot.services.digests import DigestBuilder
 from digestbot.services.ingest import ingest_paths
 from digestbot.services.subscriptions import subscribe
 from digestbot.settings import Settings
-from digestbot.store import DigestItem, Match, OutboxMessage, Paper, Recipient, Subscription
+from digestbot.store import DigestItem, Match, OutboxMessage, Paper, Recipient, Store, Subscription
 
 NAMES = sorted(p.name for p in SAMPLES.iterdir())
 T0 = datetime(2025, 12, 1, 6, 0, tzinfo=UTC)  # a Monday; subscriptions are made at T0
@@ -263,10 +263,9 @@ def settings(tmp_path: Path, **changes) -> Settings:
 
 def sub(engine: Engine, recipient: str, query: str, *, cadence: str = "daily", at: str = "08:00", day: str = "mon",
         tz: str = "UTC", name: str | None = None, now: datetime = T0, backfill: int = 0) -> int:
-    with Session(engine) as session, session.begin():
-        created, _ = subscribe(session, recipient, query, schedule=parse_schedule(cadence, at, day, tz), name=name,
-                               backfill_days=backfill, now=now)
-        return created.id
+    created, _ = subscribe(Store(engine), recipient, query, schedule=parse_schedule(cadence, at, day, tz), name=name,
+                           backfill_days=backfill, now=now)
+    return created.id
 
 
 def ingest(engine: Engine, *paths: Path, now: datetime = INGEST) -> None:

@@ -39,7 +39,7 @@ from digestbot.services.digests import DigestBuilder
 from digestbot.services.ingest import ingest_paths
 from digestbot.services.subscriptions import subscribe
 from digestbot.settings import Settings
-from digestbot.store import OutboxMessage
+from digestbot.store import OutboxMessage, Store
 from fakes import FakeSmtp, fake_sendgrid, fake_smtp  # noqa: F401 - fake_* are pytest fixtures
 
 BUDGET = Settings().max_email_bytes
@@ -339,8 +339,7 @@ def test_a_built_digest_is_bounded_by_the_setting_and_written_with_raw_headers(e
     settings = Settings(outbox_dir=tmp_path / "outbox", secret_key="k", base_url="https://digest.example.com",
                         from_email="digest@example.com", email_backend="file", digest_max_papers=500,
                         max_email_bytes=50_000)
-    with Session(engine) as session, session.begin():
-        subscribe(session, "ada@example.org", "model OR models", schedule=parse_schedule("daily"), now=T0)
+    subscribe(Store(engine), "ada@example.org", "model OR models", schedule=parse_schedule("daily"), now=T0)
     report = ingest_paths(engine, [copy_samples(tmp_path / "dumps", MTIME)], now=T0, settle_seconds=0)
     assert report.files
     [built] = DigestBuilder(engine, settings).build_due(DUE)

@@ -30,6 +30,7 @@ from digestbot.services.digests import DigestBuilder, signing_key
 from digestbot.services.ingest import ingest_paths
 from digestbot.services.subscriptions import subscribe
 from digestbot.settings import Settings
+from digestbot.store import Store
 from digestbot.store.models import OutboxMessage, Recipient, Subscription
 from digestbot.web import create_app
 
@@ -114,9 +115,8 @@ def confirmed(client, engine, **changes) -> str:
 
 
 def cli_subscription(engine, address: str, query: str = "diffusion") -> int:
-    with Session(engine) as session, session.begin():
-        sub, _ = subscribe(session, address, query, schedule=parse_schedule(), now=datetime.now(UTC))
-        return sub.id
+    sub, _ = subscribe(Store(engine), address, query, schedule=parse_schedule(), now=datetime.now(UTC))
+    return sub.id
 
 
 # ---- subscribe with double opt-in ----
