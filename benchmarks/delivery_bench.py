@@ -82,7 +82,7 @@ from digestbot.services.digests import DigestBuilder  # noqa: E402
 from digestbot.services.ingest import ingest_paths  # noqa: E402
 from digestbot.services.subscriptions import import_subscriptions  # noqa: E402
 from digestbot.settings import Settings  # noqa: E402
-from digestbot.store import DigestItem, OutboxMessage, Recipient, connect, migrate  # noqa: E402
+from digestbot.store import DigestItem, OutboxMessage, Recipient, Store, connect, migrate  # noqa: E402
 
 SAMPLES = ROOT / "examples" / "dumps"
 REFERENCE = date(2026, 11, 22)  # the samples' dates are read as of this day
@@ -317,8 +317,7 @@ def measure_build(work: Workload, readers: list[dict], workdir: Path) -> dict:
         for reader in readers:
             for query, name, _ in reader["subs"]:
                 writer.writerow([reader["address"], query, name or "", reader["tz"]])
-        with Session(engine) as session, session.begin():
-            report = import_subscriptions(session, out.getvalue(), T0)
+        report = import_subscriptions(Store(engine), out.getvalue(), T0)
         if report.errors:
             raise SystemExit(f"build: import failed: {report.errors[:3]}")
 

@@ -216,7 +216,7 @@ def _stamp_changes(session: Session, _context, _instances) -> None:
             sub.version = version
 
 
-_WRITE = re.compile(r'\s*(UPDATE|DELETE\s+FROM)\s+"?subscriptions"?\s', re.IGNORECASE)
+_WRITE = re.compile(r'\s*(UPDATE|DELETE\s+FROM)\s+(?:"?\w+"?\.)?"?subscriptions"?(?![\w.])', re.IGNORECASE)
 _SET = re.compile(r"\bSET\b(.*?)(?:\bWHERE\b|\bRETURNING\b|\bFROM\b|$)", re.IGNORECASE | re.DOTALL)
 _ASSIGNED = re.compile(r'"?(\w+)"?\s*=')
 
