@@ -33,7 +33,8 @@ LATER = NOW + timedelta(hours=1)
 def stored_active(engine: Engine) -> dict[int, str]:
     """Active subscription id → query, read from the table."""
     with Session(engine) as session:
-        return dict(session.execute(select(Subscription.id, Subscription.query).where(Subscription.active.is_(True))).all())
+        rows = session.execute(select(Subscription.id, Subscription.query).where(Subscription.active.is_(True)))
+        return dict(rows.all())
 
 
 def counter(engine: Engine) -> int:

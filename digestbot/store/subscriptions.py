@@ -8,9 +8,10 @@ So every change must move the counter, and no caller is trusted to do it:
 - a subscription made or changed through the ORM is stamped with a new version when the session
   flushes (``_stamp_changes``, a ``before_flush`` listener on every Session), whoever changed it;
 - the bulk statements (the import's INSERT) are this repository's, and stamp what they write;
-- any UPDATE of ``subscriptions`` that sets neither ``version`` nor only bookkeeping columns, and
-  any DELETE, is refused before it reaches the database (``_refuse_unversioned``, on every
-  Engine): a row that is gone is a change no matcher can see, so subscriptions are never deleted.
+- any other UPDATE of ``subscriptions`` that sets no ``version`` (unless it sets only the
+  bookkeeping columns of ``UNVERSIONED``), and any DELETE, is refused before it reaches the
+  database (``_refuse_unversioned``, on every Engine): a row that is gone is a change no matcher
+  can see, so subscriptions are never deleted.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from sqlalchemy import Engine, event, exists, inspect, insert, select, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from digestbot.store.db import insert_ignoring_duplicates
 from digestbot.store.models import Counter, Recipient, Subscription, SubscriptionPause
@@ -74,7 +75,8 @@ class Subscriptions(Repository):
         """address → id, for those of ``addresses`` that are stored (of this kind if given)."""
         found: dict[str, int] = {}
         for start in range(0, len(addresses), CHUNK):
-            statement = select(Recipient.address, Recipient.id).where(Recipient.address.in_(addresses[start:start + CHUNK]))
+            chunk = addresses[start:start + CHUNK]
+            statement = select(Recipient.address, Recipient.id).where(Recipient.address.in_(chunk))
             if kind is not None:
                 statement = statement.where(Recipient.kind == kind)
             found.update(self.session.execute(statement).all())
@@ -116,7 +118,7 @@ class Subscriptions(Repository):
     def listed(self, address: str | None = None, include_inactive: bool = False) -> list[Subscription]:
         """Subscriptions not deleted, oldest first (their recipients loaded): this address's, active ones only
         unless ``include_inactive``."""
-        statement = select(Subscription).join(Subscription.recipient).options(joinedload(Subscription.recipient))
+        statement = select(Subscription).join(Subscription.recipient).options(contains_eager(Subscription.recipient))
         if address is not None:
             statement = statement.where(Recipient.address == address)
         if not include_inactive:
