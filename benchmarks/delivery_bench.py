@@ -318,8 +318,7 @@ def measure_build(work: Workload, readers: list[dict], workdir: Path) -> dict:
         for reader in readers:
             for query, name, _ in reader["subs"]:
                 writer.writerow([reader["address"], query, name or "", reader["tz"]])
-        with Session(engine) as session, session.begin():
-            report = import_subscriptions(session, out.getvalue(), T0)
+        report = import_subscriptions(Store(engine), out.getvalue(), T0)
         if report.errors:
             raise SystemExit(f"build: import failed: {report.errors[:3]}")
 

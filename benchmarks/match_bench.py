@@ -59,7 +59,7 @@ from digestbot.core.query import Document, evaluate, parse_query  # noqa: E402
 from digestbot.core.text import raw_words, stem  # noqa: E402
 from digestbot.services.matching import NewPaper, SubscriptionMatcher, store_batch_matches  # noqa: E402
 from digestbot.services.subscriptions import import_subscriptions  # noqa: E402
-from digestbot.store import connect, migrate  # noqa: E402
+from digestbot.store import Store, connect, migrate  # noqa: E402
 from digestbot.store.models import Match, Paper, QueryMatch, Subscription  # noqa: E402
 
 SAMPLES = ROOT / "examples" / "dumps"
@@ -248,7 +248,7 @@ def generate_queries(samples: Samples, count: int, rng: random.Random) -> list[s
 
 # ---------------------------------------------------------------- the database
 
-def fill_database(session: Session, queries: list[str], papers: list[tuple[str, str]], rng: random.Random,
+def fill_database(store: Store, queries: list[str], papers: list[tuple[str, str]], rng: random.Random,
                   now: datetime, first_seen: datetime) -> list[int]:
     """Recipients and subscriptions through import_subscriptions; the papers in bulk. Paper ids."""
     recipients = max(1, int(len(queries) * RECIPIENT_SHARE))
@@ -257,15 +257,16 @@ def fill_database(session: Session, queries: list[str], papers: list[tuple[str, 
     writer.writerow(["recipient", "query"])
     for query in queries:
         writer.writerow([f"reader{rng.randrange(recipients)}@example.org", query])
-    report = import_subscriptions(session, out.getvalue(), now)
+    report = import_subscriptions(store, out.getvalue(), now)
     if report.errors:
         raise SystemExit(f"import_subscriptions refused generated queries: {report.errors[:5]}")
-    session.execute(insert(Paper), [
-        {"title": title, "title_key": f"{i} {title}", "abstract": abstract, "abstract_fp": f"{i:032x}",
-         "first_seen": first_seen, "last_seen": first_seen}
-        for i, (title, abstract) in enumerate(papers)
-    ])
-    return list(session.scalars(select(Paper.id).order_by(Paper.id)))
+    with Session(store.engine) as session, session.begin():
+        session.execute(insert(Paper), [
+            {"title": title, "title_key": f"{i} {title}", "abstract": abstract, "abstract_fp": f"{i:032x}",
+             "first_seen": first_seen, "last_seen": first_seen}
+            for i, (title, abstract) in enumerate(papers)
+        ])
+        return list(session.scalars(select(Paper.id).order_by(Paper.id)))
 
 
 # ---------------------------------------------------------------- measuring
@@ -295,13 +296,13 @@ def run_engine(engine, papers: list[tuple[str, str]], paper_ids: list[int], firs
         cpu[phase] += time.process_time() - start_cpu
         return result
 
-    with Session(engine) as session, session.begin(), gc_paused():  # as match_and_store does
+    with Store(engine).transaction() as tx, gc_paused():  # as match_and_store does
         matcher = SubscriptionMatcher()
-        timed("index", lambda: matcher.sync(session))
+        timed("index", lambda: matcher.sync(tx))
         batch = timed("batch", lambda: matcher.batch(new_papers))
         found = matcher.match(new_papers, batch)  # evaluated as store_batch_matches reads it
-        stored = timed("match_store", lambda: store_batch_matches(session, found))
-        timed("commit", session.commit)
+        stored = timed("match_store", lambda: store_batch_matches(tx, found))
+        timed("commit", tx.session.commit)
     with Session(engine) as session:
         seen = session.execute(select(Match.subscription_id, Match.paper_id).where(
             Match.subscription_id.in_(watched), Match.paper_id.in_(paper_ids[:watched_papers]))).all()
@@ -369,8 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="digestbot-match-bench-") as tmp:
         engine = connect(f"sqlite:///{Path(tmp) / 'bench.db'}")
         migrate(engine)
-        with Session(engine) as session, session.begin():
-            paper_ids = fill_database(session, queries, papers, rng, now, first_seen)
+        paper_ids = fill_database(Store(engine), queries, papers, rng, now, first_seen)
+        with Session(engine) as session:
             sampled = set(sample_queries)
             watched = {sub_id: query for sub_id, query in session.execute(
                 select(Subscription.id, Subscription.query)) if query in sampled}

@@ -41,7 +41,6 @@ from urllib.parse import urlencode
 from _common import ROOT, Database, machine  # noqa: E402  (also puts the checkout on sys.path)
 
 import waitress.server  # noqa: E402
-from sqlalchemy.orm import Session  # noqa: E402
 
 from digestbot.core.tokens import LinkSigner  # noqa: E402
 from digestbot.services.digests import signing_key  # noqa: E402
@@ -68,8 +67,7 @@ def seed(engine, subscriptions: int) -> None:
     writer = csv.writer(text)
     writer.writerow(["recipient", "query", "cadence"])
     writer.writerows([f"reader{i // 10}@example.org", QUERIES[i % len(QUERIES)], "weekly"] for i in range(subscriptions))
-    with Session(engine) as session, session.begin():
-        report = import_subscriptions(session, text.getvalue(), datetime.now(UTC))
+    report = import_subscriptions(Store(engine), text.getvalue(), datetime.now(UTC))
     assert report.imported == subscriptions, report.as_json()
     samples = sorted((ROOT / "examples" / "dumps").iterdir())
     ingest_paths(Store(engine), samples, now=datetime.now(UTC), settle_seconds=0, matcher=SubscriptionMatcher())

@@ -234,13 +234,12 @@ def subscribe(app: App, recipient: str, query: str, cadence: str, at: str, day: 
               backfill_days: int, as_json: bool) -> None:
     """Subscribe RECIPIENT (an email, slack:#channel or slack-webhook:URL) to papers matching QUERY."""
     schedule = parse_schedule(cadence, at, day, tz)
-    with Session(app.engine) as session, session.begin():
-        sub, backfilled = subscriptions.subscribe(
-            session, recipient, query, schedule=schedule, name=name, backfill_days=backfill_days,
-            private_webhooks=app.settings.allow_private_webhooks, now=datetime.now(UTC),
-        )
-        result = subscriptions.subscription_json(sub) | {"backfilled": backfilled}
-        when = subscriptions.schedule_label(sub)
+    sub, backfilled = subscriptions.subscribe(
+        app.store, recipient, query, schedule=schedule, name=name, backfill_days=backfill_days,
+        private_webhooks=app.settings.allow_private_webhooks, now=datetime.now(UTC),
+    )
+    result = subscriptions.subscription_json(sub) | {"backfilled": backfilled}
+    when = subscriptions.schedule_label(sub)
     if as_json:
         emit_json(result)
         return
@@ -259,12 +258,11 @@ def unsubscribe(app: App, subscription_id: int | None, recipient: str | None, as
     if (subscription_id is None) == (recipient is None):
         raise UsageError("give a subscription ID or --recipient, not both")
     now = datetime.now(UTC)
-    with Session(app.engine) as session, session.begin():
-        if recipient is not None:
-            ended = subscriptions.unsubscribe_recipient(session, recipient, now)
-        else:
-            ended = [subscriptions.unsubscribe(session, subscription_id, now)]
-        ids = [sub.id for sub in ended]
+    if recipient is not None:
+        ended = subscriptions.unsubscribe_recipient(app.store, recipient, now)
+    else:
+        ended = [subscriptions.unsubscribe(app.store, subscription_id, now)]
+    ids = [sub.id for sub in ended]
     if as_json:
         emit_json({"unsubscribed": ids})
     else:
@@ -278,9 +276,8 @@ def unsubscribe(app: App, subscription_id: int | None, recipient: str | None, as
 @pass_app
 def list_subscriptions(app: App, recipient: str | None, include_inactive: bool, as_json: bool) -> None:
     """The active subscriptions."""
-    with Session(app.engine) as session:
-        found = [subscriptions.subscription_json(s)
-                 for s in subscriptions.list_subscriptions(session, recipient, include_inactive)]
+    found = [subscriptions.subscription_json(s)
+             for s in subscriptions.list_subscriptions(app.store, recipient, include_inactive)]
     if as_json:
         emit_json(found)
         return
@@ -302,9 +299,8 @@ def import_subscriptions(app: App, csv_file: Path, as_json: bool) -> None:
         text = csv_file.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise UsageError(f"{csv_file} is not UTF-8 text") from None
-    with Session(app.engine) as session, session.begin():
-        report = subscriptions.import_subscriptions(session, text, datetime.now(UTC),
-                                                    private_webhooks=app.settings.allow_private_webhooks)
+    report = subscriptions.import_subscriptions(app.store, text, datetime.now(UTC),
+                                                private_webhooks=app.settings.allow_private_webhooks)
     if as_json:
         emit_json(report.as_json())
     else:

@@ -90,10 +90,9 @@ def queue(engine: Engine, sample: Path, settings: Settings, subscriptions: list[
     """Subscribe (daily, 08:00 UTC), ingest the sample, build what is due at DUE: the built digests.
 
     Webhooks may point at loopback here, where the fake Slack listens (DIGESTBOT_ALLOW_PRIVATE_WEBHOOKS)."""
-    with Session(engine) as session, session.begin():
-        for recipient, query in subscriptions:
-            subscribe(session, recipient, query, schedule=parse_schedule("daily"), now=T0,
-                      private_webhooks=settings.allow_private_webhooks)
+    for recipient, query in subscriptions:
+        subscribe(Store(engine), recipient, query, schedule=parse_schedule("daily"), now=T0,
+                  private_webhooks=settings.allow_private_webhooks)
     report = ingest_paths(Store(engine), [sample], now=INGEST, settle_seconds=0, matcher=SubscriptionMatcher())
     assert report.files[0].status == "ingested"
     built = DigestBuilder(engine, dataclasses.replace(settings, digest_max_papers=max_papers)).build_due(DUE)
@@ -408,9 +407,8 @@ def test_cli_digest_then_send_through_sendgrid(sample, tmp_path, fake_sendgrid) 
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     engine = connect(url)
     migrate(engine)
-    with Session(engine) as session, session.begin():
-        for recipient in ("ada@example.org", "bob@example.org"):
-            subscribe(session, recipient, "diffusion OR transformer", schedule=parse_schedule("daily"), now=T0)
+    for recipient in ("ada@example.org", "bob@example.org"):
+        subscribe(Store(engine), recipient, "diffusion OR transformer", schedule=parse_schedule("daily"), now=T0)
     assert ingest_paths(Store(engine), [sample], now=INGEST, settle_seconds=0,
                         matcher=SubscriptionMatcher()).files[0].status == "ingested"
     engine.dispose()

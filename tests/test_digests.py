@@ -264,10 +264,9 @@ def settings(tmp_path: Path, **changes) -> Settings:
 
 def sub(engine: Engine, recipient: str, query: str, *, cadence: str = "daily", at: str = "08:00", day: str = "mon",
         tz: str = "UTC", name: str | None = None, now: datetime = T0, backfill: int = 0) -> int:
-    with Session(engine) as session, session.begin():
-        created, _ = subscribe(session, recipient, query, schedule=parse_schedule(cadence, at, day, tz), name=name,
-                               backfill_days=backfill, now=now)
-        return created.id
+    created, _ = subscribe(Store(engine), recipient, query, schedule=parse_schedule(cadence, at, day, tz), name=name,
+                           backfill_days=backfill, now=now)
+    return created.id
 
 
 def ingest(engine: Engine, *paths: Path, now: datetime = INGEST) -> None:

@@ -340,8 +340,7 @@ def test_a_built_digest_is_bounded_by_the_setting_and_written_with_raw_headers(e
     settings = Settings(outbox_dir=tmp_path / "outbox", secret_key="k", base_url="https://digest.example.com",
                         from_email="digest@example.com", email_backend="file", digest_max_papers=500,
                         max_email_bytes=50_000)
-    with Session(engine) as session, session.begin():
-        subscribe(session, "ada@example.org", "model OR models", schedule=parse_schedule("daily"), now=T0)
+    subscribe(Store(engine), "ada@example.org", "model OR models", schedule=parse_schedule("daily"), now=T0)
     report = ingest_paths(Store(engine), [copy_samples(tmp_path / "dumps", MTIME)], now=T0, settle_seconds=0,
                           matcher=SubscriptionMatcher())
     assert report.files

@@ -111,8 +111,7 @@ def test_a_query_stored_before_the_rule_keeps_its_meaning() -> None:
 ])
 def test_a_name_is_one_line_too(engine, name, column, what) -> None:
     with pytest.raises(UsageError) as caught:
-        with Session(engine) as session, session.begin():
-            subscribe(session, "ada@example.org", "diffusion", schedule=parse_schedule(), name=name, now=NOW)
+        subscribe(Store(engine), "ada@example.org", "diffusion", schedule=parse_schedule(), name=name, now=NOW)
     message = str(caught.value)
     assert what in message and f"column {column}" in message and message.isprintable()
     assert count(engine, Subscription) == 0
@@ -132,8 +131,7 @@ def test_the_cli_refuses_a_line_break_in_a_query_or_a_name(run) -> None:
 
 def test_the_csv_import_reports_a_line_break_in_a_quoted_query(engine) -> None:
     csv_text = 'recipient,query\nada@example.org,"diffusion\nBcc: eve@example.org"\nbob@example.org,llm\n'
-    with Session(engine) as session, session.begin():
-        report = import_subscriptions(session, csv_text, NOW)
+    report = import_subscriptions(Store(engine), csv_text, NOW)
     assert report.imported == 1
     [(line, reason)] = report.errors
     assert line == 2 and "line break" in reason and "column 10" in reason
@@ -167,9 +165,9 @@ def test_the_web_form_and_the_manage_page_refuse_a_line_break(engine, tmp_path) 
 def test_an_old_query_with_a_line_break_still_gets_its_digest_with_a_one_line_subject(engine, tmp_path) -> None:
     """A query stored before the rule: it matches as before, and its digest is sent (the subject, a
     header, would make every message to the recipient fail with a line break in it)."""
+    sub, _ = subscribe(Store(engine), "ada@example.org", "diffusion", schedule=parse_schedule(), now=NOW)
     with Session(engine) as session, session.begin():
-        sub, _ = subscribe(session, "ada@example.org", "diffusion", schedule=parse_schedule(), now=NOW)
-        sub.query = "diffusion\r\nmodel"  # as an older digestbot let it be saved
+        session.get(Subscription, sub.id).query = "diffusion\r\nmodel"  # as an older digestbot let it be saved
     dumps = sorted(copy_samples(tmp_path / "dumps", (NOW - timedelta(days=30)).timestamp()).iterdir())
     ingest_paths(Store(engine), dumps, now=NOW + timedelta(minutes=30), settle_seconds=0, matcher=SubscriptionMatcher())
     settings = quiet_settings(tmp_path, DIGESTBOT_EMAIL_BACKEND="file")
@@ -240,12 +238,11 @@ def test_huge_limits_and_ids_are_no_traceback(run) -> None:
 
 
 def test_ids_no_column_can_hold_name_nothing(engine) -> None:
-    with Session(engine) as session:
-        for subscription_id in (2**63, 10**22):
-            with pytest.raises(NotFound):
-                unsubscribe(session, subscription_id, NOW)
-            with pytest.raises(NotFound):
-                owned_subscription(session, 1, subscription_id)
+    for subscription_id in (2**63, 10**22):
+        with pytest.raises(NotFound):
+            unsubscribe(Store(engine), subscription_id, NOW)
+        with pytest.raises(NotFound):
+            owned_subscription(Store(engine), 1, subscription_id)
 
 
 @pytest.mark.parametrize("text", ["unsubscribe ²", "unsubscribe ١٢", "unsubscribe 1.5"])
@@ -343,16 +340,14 @@ def test_no_token_in_any_log_record(engine, tmp_path) -> None:
 
 def test_a_csv_header_naming_a_column_twice_is_refused(engine) -> None:
     with pytest.raises(UsageError) as caught:
-        with Session(engine) as session, session.begin():
-            import_subscriptions(session, "recipient,query,Query\nada@example.org,diffusion,llm\n", NOW)
+        import_subscriptions(Store(engine), "recipient,query,Query\nada@example.org,diffusion,llm\n", NOW)
     assert str(caught.value) == "the CSV header names query more than once"
     assert count(engine, Subscription) == 0
 
 
 def test_an_unknown_column_with_a_line_break_is_named_on_one_line(engine) -> None:
     with pytest.raises(UsageError) as caught:
-        with Session(engine) as session, session.begin():
-            import_subscriptions(session, 'recipient,query,"a\nb"\nada@example.org,diffusion,x\n', NOW)
+        import_subscriptions(Store(engine), 'recipient,query,"a\nb"\nada@example.org,diffusion,x\n', NOW)
     assert str(caught.value) == "unknown CSV column(s): 'a\\nb'"
 
 
@@ -411,11 +406,9 @@ def test_the_setting_allows_private_webhooks_in_the_cli_and_the_import(run, tmp_
 
 def test_a_stored_private_webhook_is_found_without_the_setting(engine) -> None:
     hook = "slack-webhook:http://127.0.0.1:9/hooks/T/B/X"
-    with Session(engine) as session, session.begin():
-        subscribe(session, hook, "diffusion", schedule=parse_schedule(), private_webhooks=True, now=NOW)
-    with Session(engine) as session, session.begin():
-        [ended] = unsubscribe_recipient(session, hook, NOW)
-        assert not ended.active
+    subscribe(Store(engine), hook, "diffusion", schedule=parse_schedule(), private_webhooks=True, now=NOW)
+    [ended] = unsubscribe_recipient(Store(engine), hook, NOW)
+    assert not ended.active
 
 
 @pytest.mark.parametrize(("written", "value"), [
@@ -482,9 +475,8 @@ def csrf_of(client) -> str:
 
 def stored_subscription(engine, tmp_path: Path, cadence: str = "daily") -> tuple[int, str]:
     """A subscription of ada@example.org (diffusion, 08:00 UTC) and its manage token."""
-    with Session(engine) as session, session.begin():
-        sub, _ = subscribe(session, "ada@example.org", "diffusion", schedule=parse_schedule(cadence), now=NOW)
-        sub_id, recipient_id = sub.id, sub.recipient_id
+    sub, _ = subscribe(Store(engine), "ada@example.org", "diffusion", schedule=parse_schedule(cadence), now=NOW)
+    sub_id, recipient_id = sub.id, sub.recipient_id
     signer = LinkSigner(signing_key(engine, quiet_settings(tmp_path)), "https://digest.example.org")
     return sub_id, signer.token("manage", {"r": recipient_id})
 

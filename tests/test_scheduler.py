@@ -33,7 +33,7 @@ from digestbot.services.health import next_digests, next_slot, pending_alerts, q
 from digestbot.services.subscriptions import subscribe
 from digestbot.settings import Settings
 from digestbot.store import (
-    AdminAlert, DigestItem, DumpFile, JobRun, Lease, Match, OutboxMessage, Paper, Recipient, Subscription,
+    AdminAlert, DigestItem, DumpFile, JobRun, Lease, Match, OutboxMessage, Paper, Recipient, Store, Subscription,
 )
 from fakes import free_port
 
@@ -84,9 +84,8 @@ def drop(folder: Path, name: str, mtime: datetime, data: bytes | None = None) ->
 
 def sub(engine: Engine, recipient: str, query: str, now: datetime, cadence: str = "instant", at: str = "08:00",
         tz: str = "UTC", day: str = "mon") -> int:
-    with Session(engine) as session, session.begin():
-        created, _ = subscribe(session, recipient, query, schedule=parse_schedule(cadence, at, day, tz), now=now)
-        return created.id
+    created, _ = subscribe(Store(engine), recipient, query, schedule=parse_schedule(cadence, at, day, tz), now=now)
+    return created.id
 
 
 def job(engine: Engine, name: str) -> JobRun | None:
@@ -602,7 +601,7 @@ def test_next_digests_lists_the_soonest_per_recipient_and_cadence(engine) -> Non
     gone = sub(engine, "carol@example.org", "mamba", created, cadence="daily")
     sub(engine, "dave@example.org", "speech", created, cadence="daily")
     with Session(engine) as session, session.begin():
-        session.execute(update(Subscription).where(Subscription.id == gone).values(active=False))
+        session.get(Subscription, gone).active = False
         session.execute(update(Recipient).where(Recipient.address == "dave@example.org")
                         .values(suspended_at=created))
 

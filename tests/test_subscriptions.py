@@ -18,19 +18,17 @@ from sqlalchemy.orm import Session
 
 from conftest import NAMES, copy_samples, write_dated
 from digestbot.core.query import Document, evaluate, parse_query
-from digestbot.core.recipients import parse_recipient
+from digestbot.core.recipients import parse_recipient, shown
 from digestbot.core.schedule import Schedule, parse_schedule
 from digestbot.errors import NotFound, UsageError
 from digestbot.services.ingest import FileResult, ingest_paths
-from digestbot.services.matching import matcher_for, papers_since, store_matches
+from digestbot.services.matching import SubscriptionMatcher, papers_since, store_matches
 from digestbot.services.search import search
 from digestbot.services.subscriptions import (
-    import_subscriptions, list_subscriptions, set_active, subscribe, subscription_json, unsubscribe,
+    import_subscriptions, list_subscriptions, set_active, subscribe, subscribe_in, subscription_json, unsubscribe,
     unsubscribe_recipient,
 )
-from digestbot.store import (
-    Counter, Match, Paper, QueryMatch, Recipient, Store, Subscription, Transaction, connect, migrate,
-)
+from digestbot.store import Counter, Match, Paper, QueryMatch, Recipient, Store, Subscription, connect, migrate
 
 NOW = datetime(2025, 12, 31, 12, 0, tzinfo=UTC)
 MTIME = datetime(2025, 12, 1, 8, 0, tzinfo=UTC).timestamp()  # the copies were "saved" a month before NOW
@@ -44,8 +42,9 @@ def dumps(tmp_path: Path) -> Path:
     return copy_samples(tmp_path / "dumps", MTIME)
 
 
-def ingest(engine: Engine, path: Path, now: datetime) -> FileResult:
-    (result,) = ingest_paths(Store(engine), [path], now=now, settle_seconds=0, matcher=matcher_for(engine)).files
+def ingest(engine: Engine, path: Path, now: datetime, matcher: SubscriptionMatcher | None = None) -> FileResult:
+    (result,) = ingest_paths(Store(engine), [path], now=now, settle_seconds=0,
+                             matcher=matcher if matcher is not None else SubscriptionMatcher()).files
     assert result.status == "ingested", result.note
     return result
 
@@ -53,9 +52,8 @@ def ingest(engine: Engine, path: Path, now: datetime) -> FileResult:
 def sub(engine: Engine, recipient: str, query: str, now: datetime, schedule: Schedule = Schedule(),
         **kwargs) -> tuple[int, int]:
     """Subscribe in a transaction of its own; (id, backfilled)."""
-    with Session(engine) as session, session.begin():
-        created, backfilled = subscribe(session, recipient, query, schedule=schedule, now=now, **kwargs)
-        return created.id, backfilled
+    created, backfilled = subscribe(Store(engine), recipient, query, schedule=schedule, now=now, **kwargs)
+    return created.id, backfilled
 
 
 def stored_matches(engine: Engine) -> set[tuple[int, int]]:
@@ -116,10 +114,11 @@ def test_recipients_accepted(written, kind, address):
     "slack-webhook:https://", "slack-webhook:javascript:alert(1)",
 ])
 def test_recipients_refused_naming_the_recipient(written):
+    """Named as written, or as a webhook is shown (a webhook URL is a credential)."""
     with pytest.raises(UsageError) as caught:
         parse_recipient(written)
     message = str(caught.value)
-    assert message.startswith("bad recipient") and repr(written.strip()) in message
+    assert message.startswith("bad recipient") and repr(shown(written.strip())) in message
     assert "\n" not in message
 
 
@@ -137,8 +136,7 @@ def test_webhook_url_too_long_for_the_store_is_refused(engine):
     """recipients.address is VARCHAR(512): a longer recipient must be a UsageError, not a database error."""
     url = "https://hooks.slack.com/services/T000/B000/" + "X" * 600
     with pytest.raises(UsageError, match="bad recipient"):
-        with Session(engine) as session, session.begin():
-            subscribe(session, f"slack-webhook:{url}", "diffusion", schedule=Schedule(), now=NOW)
+        subscribe(Store(engine), f"slack-webhook:{url}", "diffusion", schedule=Schedule(), now=NOW)
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Subscription)) == 0
 
@@ -150,11 +148,11 @@ def test_one_recipient_row_per_normalised_address(engine):
     with Session(engine) as session:
         rows = session.execute(select(Recipient.address, Recipient.kind).order_by(Recipient.id)).all()
         assert [tuple(r) for r in rows] == [("alice@example.org", "email"), ("slack:#ml-papers", "slack")]
-        mine = list_subscriptions(session, "alice@Example.ORG")
-        assert [s.id for s in mine] == [first, second]
-        assert [s.id for s in list_subscriptions(session, "slack:#ml-papers")] == [third]
-        with pytest.raises(UsageError, match="bad recipient"):
-            list_subscriptions(session, "slack:#Not-Lowercase")
+    mine = list_subscriptions(Store(engine), "alice@Example.ORG")
+    assert [s.id for s in mine] == [first, second]
+    assert [s.id for s in list_subscriptions(Store(engine), "slack:#ml-papers")] == [third]
+    with pytest.raises(UsageError, match="bad recipient"):
+        list_subscriptions(Store(engine), "slack:#Not-Lowercase")
 
 
 # ---- schedules --------------------------------------------------------------------------------
@@ -230,8 +228,7 @@ def test_bad_input_to_subscribe_stores_nothing(engine):
     for recipient, query, backfill in [("nobody", "diffusion", 0), ("alice@example.org", '"diffusion', 0),
                                        ("alice@example.org", "-survey", 0), ("alice@example.org", "x", -1)]:
         with pytest.raises(UsageError):
-            with Session(engine) as session, session.begin():
-                subscribe(session, recipient, query, schedule=Schedule(), backfill_days=backfill, now=NOW)
+            subscribe(Store(engine), recipient, query, schedule=Schedule(), backfill_days=backfill, now=NOW)
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Subscription)) == 0
         assert session.scalar(select(func.count()).select_from(Recipient)) == 0
@@ -239,8 +236,7 @@ def test_bad_input_to_subscribe_stores_nothing(engine):
 
 def test_bad_query_names_the_column(engine):
     with pytest.raises(UsageError) as caught:
-        with Session(engine) as session, session.begin():
-            subscribe(session, "alice@example.org", "diffusion (transformer", schedule=Schedule(), now=NOW)
+        subscribe(Store(engine), "alice@example.org", "diffusion (transformer", schedule=Schedule(), now=NOW)
     assert "bad query" in str(caught.value) and "column 11" in str(caught.value)
 
 
@@ -273,8 +269,7 @@ def test_ingest_stores_exactly_the_matches_evaluate_finds(engine, dumps):
     subs = {sub(engine, r, q, NOW - timedelta(hours=1), schedule=parse_schedule("instant"))[0]: q
             for r, q in QUERIES}
     paused = sub(engine, "ivan@example.org", "diffusion", NOW - timedelta(hours=1))[0]
-    with Session(engine) as session, session.begin():
-        set_active(session, paused, False, NOW - timedelta(minutes=30))
+    set_active(Store(engine), paused, False, NOW - timedelta(minutes=30))
 
     want: set[tuple[int, int]] = set()
     for i, name in enumerate(NAMES):
@@ -336,12 +331,12 @@ def test_backfill_matches_the_recent_papers_at_once(engine, dumps):
     query = "transformer OR diffusion"
     created = NOW + timedelta(hours=1)
 
-    with Session(engine) as session, session.begin():
-        backfill_sub, backfilled = subscribe(session, "alice@example.org", query, schedule=Schedule(),
-                                             backfill_days=2, now=created)
+    with Store(engine).transaction() as tx:
+        backfill_sub, backfilled = subscribe_in(tx, "alice@example.org", query, schedule=Schedule(),
+                                                backfill_days=2, now=created)
         sid = backfill_sub.id
         # The matches are there at once, in the same transaction.
-        in_transaction = {tuple(r) for r in session.execute(
+        in_transaction = {tuple(r) for r in tx.session.execute(
             select(Match.subscription_id, Match.paper_id).where(Match.subscription_id == sid))}
     want = expected({sid: query}, papers_first_seen(engine, since=created - timedelta(days=2)))
     assert want and backfilled == len(want)
@@ -372,17 +367,17 @@ def test_each_match_is_stored_once_even_when_matching_runs_twice(engine, dumps):
         stamps_before = dict(session.execute(select(Match.paper_id, Match.matched_at)).all())
 
     pairs = sorted(first)
-    with Session(engine) as session, session.begin():
-        store_matches(session, pairs)
-        store_matches(session, pairs + pairs)
-        # The process's matcher run again over the same papers stores nothing new either.
-        matcher_for(engine).match_and_store(Transaction(session), papers_since(session, NOW))
+    with Store(engine).transaction() as tx:
+        store_matches(tx, pairs)
+        store_matches(tx, pairs + pairs)
+        # A matcher run again over the same papers stores nothing new either.
+        SubscriptionMatcher().match_and_store(tx, papers_since(tx, NOW))
     assert stored_matches(engine) == first
 
     # A pair given twice in one call, never stored before, is stored once.
-    with Session(engine) as session, session.begin():
-        paper_id = session.scalar(select(Paper.id).order_by(Paper.id).limit(1))
-        store_matches(session, [(other, paper_id), (other, paper_id)])
+    with Store(engine).transaction() as tx:
+        paper_id = tx.session.scalar(select(Paper.id).order_by(Paper.id).limit(1))
+        store_matches(tx, [(other, paper_id), (other, paper_id)])
     assert stored_matches(engine) == first | {(other, paper_id)}
     with Session(engine) as session:
         stamps_after = dict(session.execute(
@@ -424,25 +419,25 @@ def test_updated_and_unchanged_papers_are_not_matched_again(engine, dumps, tmp_p
     assert updated is not None and (marker_id, updated) not in stored_matches(engine)
 
 
-def test_unsubscribe_and_pause_stop_future_matches_with_the_cached_matcher(engine, dumps):
+def test_unsubscribe_and_pause_stop_future_matches_with_the_kept_matcher(engine, dumps):
     times = iter(NOW + timedelta(minutes=10 * i) for i in range(100))
     q_alice1, q_alice2, q_bob, q_carol = "diffusion", "transformer", "Diffusion", "generation OR dataset"
     alice1, _ = sub(engine, "alice@example.org", q_alice1, next(times))
     alice2, _ = sub(engine, "alice@example.org", q_alice2, next(times))
     bob, _ = sub(engine, "bob@example.org", q_bob, next(times))  # the same query as alice1
-    matcher = matcher_for(engine)
+    matcher = SubscriptionMatcher()  # one matcher, kept between ingests (as the watcher keeps its own)
+    store = Store(engine)
     active = {alice1: q_alice1, alice2: q_alice2, bob: q_bob}
     want: set[tuple[int, int]] = set()
 
     def ingest_and_check(index: int) -> None:
         nonlocal want
         at = next(times)
-        result = ingest(engine, dumps / NAMES[index], at)
+        result = ingest(engine, dumps / NAMES[index], at, matcher)
         got = expected(active, papers_first_seen(engine, at=at))
         assert result.matches == len(got)
         want |= got
         assert stored_matches(engine) == want
-        assert matcher_for(engine) is matcher  # one matcher per database, kept between ingests
         with Session(engine) as session:
             counter = session.scalar(select(Counter.value).where(Counter.name == "subscriptions"))
         assert matcher.version == counter
@@ -455,9 +450,8 @@ def test_unsubscribe_and_pause_stop_future_matches_with_the_cached_matcher(engin
     assert matched_by(alice1) and matched_by(alice1) == matched_by(bob) and matched_by(alice2)
 
     # End alice's first subscription by id; the identical query of bob's stays. Add carol between ingests.
-    with Session(engine) as session, session.begin():
-        ended = unsubscribe(session, alice1, next(times))
-        assert ended.active is False
+    ended = unsubscribe(store, alice1, next(times))
+    assert ended.active is False
     carol, _ = sub(engine, "carol@example.org", q_carol, next(times))
     del active[alice1]
     active[carol] = q_carol
@@ -467,23 +461,20 @@ def test_unsubscribe_and_pause_stop_future_matches_with_the_cached_matcher(engin
     assert matched_by(bob) - alice1_before and matched_by(carol)
 
     # End all of alice's by recipient (written differently), and pause carol's.
-    with Session(engine) as session, session.begin():
-        ended = unsubscribe_recipient(session, "  alice@EXAMPLE.org ", next(times))
-        assert [s.id for s in ended] == [alice2]
-        set_active(session, carol, False, next(times))
+    ended = unsubscribe_recipient(store, "  alice@EXAMPLE.org ", next(times))
+    assert [s.id for s in ended] == [alice2]
+    set_active(store, carol, False, next(times))
     del active[alice2], active[carol]
     frozen = {sid: matched_by(sid) for sid in (alice1, alice2, carol)}
     ingest_and_check(2)
     assert {sid: matched_by(sid) for sid in frozen} == frozen
-    with Session(engine) as session:
-        assert [s.id for s in list_subscriptions(session)] == [bob]
-        assert [s.id for s in list_subscriptions(session, include_inactive=True)] == [alice1, alice2, bob, carol]
-        assert list_subscriptions(session, "alice@example.org") == []
+    assert [s.id for s in list_subscriptions(store)] == [bob]
+    assert [s.id for s in list_subscriptions(store, include_inactive=True)] == [alice1, alice2, bob, carol]
+    assert list_subscriptions(store, "alice@example.org") == []
 
     # Resume carol: she matches again, from the papers ingested after she resumed.
-    with Session(engine) as session, session.begin():
-        resumed = set_active(session, carol, True, next(times))
-        assert resumed.active is True
+    resumed = set_active(store, carol, True, next(times))
+    assert resumed.active is True
     active[carol] = q_carol
     ingest_and_check(3)
     assert matched_by(carol) - frozen[carol]
@@ -510,8 +501,7 @@ def test_subscriptions_sharing_a_query_share_its_stored_matches(engine, dumps):
     assert stored_matches(engine) == first | second
 
     # Pausing one leaves the other's matches alone, and it misses what comes while paused.
-    with Session(engine) as session, session.begin():
-        set_active(session, early, False, NOW + timedelta(hours=3))
+    set_active(Store(engine), early, False, NOW + timedelta(hours=3))
     at = NOW + timedelta(hours=4)
     result = ingest(engine, dumps / NAMES[2], at)
     third = expected({late: query}, papers_first_seen(engine, at=at))
@@ -519,9 +509,8 @@ def test_subscriptions_sharing_a_query_share_its_stored_matches(engine, dumps):
     assert stored_matches(engine) == first | second | third
 
     # Resumed, it takes what comes next, never what came while paused; ended, it keeps its past.
-    with Session(engine) as session, session.begin():
-        set_active(session, early, True, NOW + timedelta(hours=5))
-        unsubscribe(session, late, NOW + timedelta(hours=5))
+    set_active(Store(engine), early, True, NOW + timedelta(hours=5))
+    unsubscribe(Store(engine), late, NOW + timedelta(hours=5))
     at = NOW + timedelta(hours=6)
     ingest(engine, dumps / NAMES[3], at)
     fourth = expected({early: query}, papers_first_seen(engine, at=at))
@@ -608,20 +597,19 @@ def test_migration_0008_carries_matches_over_and_back(database_url):
 
 def test_unsubscribe_errors_and_repeats(engine):
     sid, _ = sub(engine, "alice@example.org", "diffusion", NOW)
-    with Session(engine) as session, session.begin():
-        with pytest.raises(NotFound):
-            unsubscribe(session, sid + 1000, NOW)
-        with pytest.raises(NotFound):
-            unsubscribe_recipient(session, "nobody@example.org", NOW)
-        with pytest.raises(NotFound):
-            set_active(session, sid + 1000, True, NOW)
-        with pytest.raises(UsageError, match="bad recipient"):
-            unsubscribe_recipient(session, "not a recipient", NOW)
-        unsubscribe(session, sid, NOW)
-    with Session(engine) as session, session.begin():
-        assert unsubscribe(session, sid, NOW + timedelta(hours=1)).active is False  # again: still ended, no error
-        with pytest.raises(NotFound):
-            unsubscribe_recipient(session, "alice@example.org", NOW)  # nothing active any more
+    store = Store(engine)
+    with pytest.raises(NotFound):
+        unsubscribe(store, sid + 1000, NOW)
+    with pytest.raises(NotFound):
+        unsubscribe_recipient(store, "nobody@example.org", NOW)
+    with pytest.raises(NotFound):
+        set_active(store, sid + 1000, True, NOW)
+    with pytest.raises(UsageError, match="bad recipient"):
+        unsubscribe_recipient(store, "not a recipient", NOW)
+    unsubscribe(store, sid, NOW)
+    assert unsubscribe(store, sid, NOW + timedelta(hours=1)).active is False  # again: still ended, no error
+    with pytest.raises(NotFound):
+        unsubscribe_recipient(store, "alice@example.org", NOW)  # nothing active any more
 
 
 # ---- bulk import ------------------------------------------------------------------------------
@@ -633,11 +621,9 @@ slack:#ml-papers,quantiz* OR pruning,instant,,
 
 
 def test_import_the_readme_example(engine):
-    with Session(engine) as session, session.begin():
-        report = import_subscriptions(session, README_CSV, NOW)
+    report = import_subscriptions(Store(engine), README_CSV, NOW)
     assert report.as_json() == {"imported": 2, "failed": 0, "errors": []}
-    with Session(engine) as session:
-        got = [subscription_json(s) for s in list_subscriptions(session)]
+    got = [subscription_json(s) for s in list_subscriptions(Store(engine))]
     assert [(s["recipient"], s["query"], s["cadence"], s["at"], s["day"], s["tz"], s["active"]) for s in got] == [
         ("alice@example.org", '"diffusion transformer" -survey', "weekly", "09:00", "mon", "Europe/Berlin", True),
         ("slack:#ml-papers", "quantiz* OR pruning", "instant", "08:00", "mon", "UTC", True),
@@ -661,8 +647,7 @@ def test_import_reports_bad_rows_by_line_and_imports_the_good(engine, dumps):
         "bob@example.org,-survey,,,,,",                                                  # 12 only an exclusion
         'carol@example.org,"""time series"" forecasting",daily,07:00,,Asia/Tokyo,',      # 13 good
     ]) + "\n"
-    with Session(engine) as session, session.begin():
-        report = import_subscriptions(session, text, NOW)
+    report = import_subscriptions(Store(engine), text, NOW)
     data = report.as_json()
     assert (data["imported"], data["failed"]) == (3, 8)
     reasons = {e["line"]: e["error"] for e in data["errors"]}
@@ -675,8 +660,7 @@ def test_import_reports_bad_rows_by_line_and_imports_the_good(engine, dumps):
     assert "25:00" in reasons[11]
     assert "bad query" in reasons[12]
 
-    with Session(engine) as session:
-        got = {s["recipient"]: s for s in map(subscription_json, list_subscriptions(session))}
+    got = {s["recipient"]: s for s in map(subscription_json, list_subscriptions(Store(engine)))}
     assert sorted(got) == ["alice@example.org", "carol@example.org", "slack:#ml-papers"]
     assert {k: got["alice@example.org"][k] for k in ("query", "cadence", "at", "day", "tz", "name")} == {
         "query": "diffusion", "cadence": "weekly", "at": "09:30", "day": "fri", "tz": "Europe/Berlin",
@@ -701,22 +685,19 @@ def test_import_reports_bad_rows_by_line_and_imports_the_good(engine, dumps):
 ])
 def test_import_refuses_a_header_without_the_required_columns(engine, text):
     with pytest.raises(UsageError, match="recipient"):
-        with Session(engine) as session, session.begin():
-            import_subscriptions(session, text, NOW)
+        import_subscriptions(Store(engine), text, NOW)
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Subscription)) == 0
 
 
 def test_import_refuses_an_unknown_column(engine):
     with pytest.raises(UsageError, match="frequency"):
-        with Session(engine) as session, session.begin():
-            import_subscriptions(session, "recipient,query,frequency\na@example.org,x,daily\n", NOW)
+        import_subscriptions(Store(engine), "recipient,query,frequency\na@example.org,x,daily\n", NOW)
 
 
 def test_import_with_a_bom_and_crlf(engine):
     text = "\ufeffrecipient,query\r\nalice@example.org,diffusion\r\nbob@example.org,llm\r\n"
-    with Session(engine) as session, session.begin():
-        report = import_subscriptions(session, text, NOW)
+    report = import_subscriptions(Store(engine), text, NOW)
     assert report.as_json() == {"imported": 2, "failed": 0, "errors": []}
 
 
@@ -726,8 +707,7 @@ def test_import_reports_an_unclosed_quote_instead_of_swallowing_rows(engine):
             'alice@example.org,"diffusion transformer\n'
             'bob@example.org,llm\n'
             'carol@example.org,pruning\n')
-    with Session(engine) as session, session.begin():
-        report = import_subscriptions(session, text, NOW)
+    report = import_subscriptions(Store(engine), text, NOW)
     assert report.errors and report.errors[0][0] == 2, report.as_json()
     with Session(engine) as session:
         queries = list(session.scalars(select(Subscription.query)))
@@ -738,8 +718,7 @@ def test_import_with_an_unclosed_quote_in_a_big_file_is_reported_not_raised(engi
     """The csv module's own errors (here: field larger than field limit) must become a report or UsageError."""
     text = 'recipient,query\nalice@example.org,"diffusion\n' + "bob@example.org,llm\n" * 10_000
     try:
-        with Session(engine) as session, session.begin():
-            report = import_subscriptions(session, text, NOW)
+        report = import_subscriptions(Store(engine), text, NOW)
     except UsageError as exc:
         assert "line 2" in str(exc) or "quote" in str(exc)
     else:
@@ -749,8 +728,7 @@ def test_import_with_an_unclosed_quote_in_a_big_file_is_reported_not_raised(engi
 def test_import_of_a_nul_character_is_a_bad_row_not_a_crash(engine):
     """PostgreSQL text cannot hold NUL: such a row must be reported, not abort the whole import."""
     text = "recipient,query,name\nalice@example.org,diffusion\x00,\nbob@example.org,llm,ok\n"
-    with Session(engine) as session, session.begin():
-        report = import_subscriptions(session, text, NOW)
+    report = import_subscriptions(Store(engine), text, NOW)
     assert report.imported + len(report.errors) == 2
     with Session(engine) as session:
         assert "llm" in set(session.scalars(select(Subscription.query)))
@@ -775,8 +753,7 @@ def test_import_100k_rows_quickly(sqlite_url):
     text = buffer.getvalue()
 
     started, cpu_started = time.perf_counter(), time.process_time()
-    with Session(engine) as session, session.begin():
-        report = import_subscriptions(session, text, NOW)
+    report = import_subscriptions(Store(engine), text, NOW)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     # A sanity bound, not a benchmark. SQLite runs in this process, so its CPU time is the import's whole
     # cost; wall-clock time on a shared, loaded test machine is not a property of digestbot.

@@ -117,9 +117,8 @@ def confirmed(client, engine, **changes) -> str:
 
 
 def cli_subscription(engine, address: str, query: str = "diffusion") -> int:
-    with Session(engine) as session, session.begin():
-        sub, _ = subscribe(session, address, query, schedule=parse_schedule(), now=datetime.now(UTC))
-        return sub.id
+    sub, _ = subscribe(Store(engine), address, query, schedule=parse_schedule(), now=datetime.now(UTC))
+    return sub.id
 
 
 # ---- subscribe with double opt-in ----

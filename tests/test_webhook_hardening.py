@@ -30,6 +30,7 @@ from digestbot.errors import ConfigError
 from digestbot.services.feedback import SEEN_FOR, first_time, first_times, forget_seen_events
 from digestbot.services.subscriptions import subscribe
 from digestbot.settings import Settings
+from digestbot.store import Store
 from digestbot.store.models import Recipient, Subscription, WebhookEvent
 from digestbot.web import create_app
 from digestbot.web.sendgrid_events import MAX_EVENTS
@@ -60,9 +61,8 @@ def client(make_client):
 
 
 def known(engine, *addresses: str) -> None:
-    with Session(engine) as session, session.begin():
-        for address in addresses:
-            subscribe(session, address, "diffusion", schedule=parse_schedule(), now=datetime.now(UTC))
+    for address in addresses:
+        subscribe(Store(engine), address, "diffusion", schedule=parse_schedule(), now=datetime.now(UTC))
 
 
 def suspended(engine) -> set[str]:

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from digestbot.core.recipients import parse_recipient
 from digestbot.errors import DigestbotError, NotFound
-from digestbot.services.subscriptions import unsubscribe_recipient
+from digestbot.services.subscriptions import unsubscribe_recipient_in
+from digestbot.store import Transaction
 from digestbot.store.db import insert_ignoring_duplicates
 from digestbot.store.models import OutboxMessage, Recipient, WebhookEvent
 
@@ -139,7 +140,7 @@ def apply_sendgrid_events(engine: Engine, events: list, now: datetime) -> EventR
                     report.suspended.append(recipient.address)
                 else:
                     try:
-                        unsubscribe_recipient(session, recipient.address, now)
+                        unsubscribe_recipient_in(Transaction(session), recipient.address, now)
                     except NotFound:
                         pass  # nothing active: already unsubscribed
                     report.unsubscribed.append(recipient.address)

@@ -1,4 +1,11 @@
-"""Subscribe, unsubscribe, list and bulk-import subscriptions."""
+"""Subscribe, unsubscribe, list and bulk-import subscriptions.
+
+Each public function is one use case in a transaction of its own, given the ``Store``. The few
+that other use cases run inside their own transaction have a twin taking the ``Transaction``,
+named with ``_in`` (``subscribe_in``, ``unsubscribe_in``, ``unsubscribe_recipient_in``,
+``list_subscriptions_in``). Nothing here moves the subscriptions version: every change does,
+by itself (see ``digestbot.store.subscriptions``).
+"""
 
 from __future__ import annotations
 
@@ -7,18 +14,12 @@ import io
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select
-from sqlalchemy.orm import Session
-
 from digestbot.core.query import parse_query, unprintable
 from digestbot.core.recipients import Recipient, parse_recipient
 from digestbot.core.schedule import Schedule, parse_schedule
 from digestbot.errors import DigestbotError, NotFound, UsageError
-from digestbot.services.matching import (
-    next_subscription_version, papers_matching, papers_since, store_query_matches,
-)
-from digestbot.store.models import Recipient as RecipientRow
-from digestbot.store.models import Subscription
+from digestbot.services.matching import papers_matching, papers_since, store_query_matches
+from digestbot.store import Store, Subscription, Transaction
 
 MAX_NAME = 200
 MAX_BACKFILL_DAYS = 36500  # a century: more than any store holds, and far from datetime's limits
@@ -42,15 +43,6 @@ def schedule_label(sub: Subscription) -> str:
     return f"{sub.cadence}{day} at {sub.send_at} ({sub.timezone})"
 
 
-def _recipient_row(session: Session, recipient: Recipient, now: datetime) -> RecipientRow:
-    row = session.scalar(select(RecipientRow).where(RecipientRow.address == recipient.address))
-    if row is None:
-        row = RecipientRow(address=recipient.address, kind=recipient.kind, created_at=now)
-        session.add(row)
-        session.flush()
-    return row
-
-
 def _check_name(name: str | None) -> str | None:
     """The name as stored: one line of printable text, like a query (it is shown in subjects)."""
     if name is None:
@@ -67,7 +59,7 @@ def _check_name(name: str | None) -> str | None:
 
 
 def subscribe(
-    session: Session, recipient: str, query: str, *, schedule: Schedule, name: str | None = None,
+    store: Store, recipient: str, query: str, *, schedule: Schedule, name: str | None = None,
     backfill_days: int = 0, pending: bool = False, private_webhooks: bool = False, now: datetime,
 ) -> tuple[Subscription, int]:
     """Create a subscription; with ``backfill_days``, match the papers of those last days now.
@@ -75,65 +67,86 @@ def subscribe(
     A ``pending`` subscription (made on the web page) stays inactive until ``confirm``.
     ``private_webhooks`` (DIGESTBOT_ALLOW_PRIVATE_WEBHOOKS) lets a webhook point inside the network.
 
-    Returns the subscription and the number of papers it matched on backfill.
+    Returns the subscription (its recipient loaded) and the number of papers it matched on backfill.
     """
+    with store.transaction() as tx:
+        return subscribe_in(tx, recipient, query, schedule=schedule, name=name, backfill_days=backfill_days,
+                            pending=pending, private_webhooks=private_webhooks, now=now)
+
+
+def subscribe_in(
+    tx: Transaction, recipient: str, query: str, *, schedule: Schedule, name: str | None = None,
+    backfill_days: int = 0, pending: bool = False, private_webhooks: bool = False, now: datetime,
+) -> tuple[Subscription, int]:
+    """``subscribe``, in the caller's transaction (the web page's subscribe, the Slack command)."""
     target = parse_recipient(recipient, private_webhooks=private_webhooks)
     node = parse_query(query)
     if not 0 <= backfill_days <= MAX_BACKFILL_DAYS:
         raise UsageError(f"--backfill takes a number of days from 0 to {MAX_BACKFILL_DAYS}, not {backfill_days}")
-    sub = Subscription(
-        recipient=_recipient_row(session, target, now), query=query.strip(), name=_check_name(name),
-        cadence=schedule.cadence, send_at=schedule.at, weekday=schedule.day, timezone=schedule.tz,
-        active=not pending, pending=pending, created_at=now, updated_at=now,
+    sub = tx.subscriptions.add(Subscription(
+        recipient=tx.subscriptions.recipient_for(target.address, target.kind, now), query=query.strip(),
+        name=_check_name(name), cadence=schedule.cadence, send_at=schedule.at, weekday=schedule.day,
+        timezone=schedule.tz, active=not pending, pending=pending, created_at=now, updated_at=now,
         match_since=now - timedelta(days=backfill_days),
-        version=next_subscription_version(session),
-    )
-    session.add(sub)
-    session.flush()
+    ))
     backfilled = 0
     if backfill_days:
-        matched = papers_matching(node, papers_since(session, sub.match_since))
-        backfilled = store_query_matches(session, [(sub.query, matched)])
+        matched = papers_matching(node, papers_since(tx, sub.match_since))
+        backfilled = store_query_matches(tx, [(sub.query, matched)])
     return sub, backfilled
 
 
-def _get(session: Session, subscription_id: int) -> Subscription | None:
+def _get(tx: Transaction, subscription_id: int) -> Subscription | None:
     """The subscription with this id, or None; an id no column can hold names nothing."""
-    return session.get(Subscription, subscription_id) if 0 < subscription_id <= MAX_ID else None
+    return tx.subscriptions.get(subscription_id) if 0 < subscription_id <= MAX_ID else None
 
 
-def unsubscribe(session: Session, subscription_id: int, now: datetime) -> Subscription:
-    sub = _get(session, subscription_id)
+def _end(sub: Subscription, now: datetime) -> None:
+    sub.active, sub.updated_at = False, now
+
+
+def unsubscribe(store: Store, subscription_id: int, now: datetime) -> Subscription:
+    with store.transaction() as tx:
+        return unsubscribe_in(tx, subscription_id, now)
+
+
+def unsubscribe_in(tx: Transaction, subscription_id: int, now: datetime) -> Subscription:
+    """``unsubscribe``, in the caller's transaction (the Slack command)."""
+    sub = _get(tx, subscription_id)
     if sub is None:
         raise NotFound(f"no subscription with id {subscription_id}", hint="see 'digestbot subscriptions'")
     if sub.active:
-        sub.active, sub.updated_at, sub.version = False, now, next_subscription_version(session)
+        _end(sub, now)
     return sub
 
 
-def unsubscribe_recipient(session: Session, recipient: str, now: datetime) -> list[Subscription]:
+def unsubscribe_recipient(store: Store, recipient: str, now: datetime) -> list[Subscription]:
+    with store.transaction() as tx:
+        return unsubscribe_recipient_in(tx, recipient, now)
+
+
+def unsubscribe_recipient_in(tx: Transaction, recipient: str, now: datetime) -> list[Subscription]:
+    """``unsubscribe_recipient``, in the caller's transaction (SendGrid's unsubscribe events)."""
     address = parse_recipient(recipient, private_webhooks=True).address  # a lookup: any stored address
-    subs = list(session.scalars(
-        select(Subscription).join(Subscription.recipient)
-        .where(RecipientRow.address == address, Subscription.active.is_(True))
-    ))
+    subs = tx.subscriptions.listed(address)
     if not subs:
         raise NotFound(f"{address} has no active subscriptions")
-    version = next_subscription_version(session)
     for sub in subs:
-        sub.active, sub.updated_at, sub.version = False, now, version
+        _end(sub, now)
     return subs
 
 
-def list_subscriptions(session: Session, recipient: str | None = None, include_inactive: bool = False
+def list_subscriptions(store: Store, recipient: str | None = None, include_inactive: bool = False
                        ) -> list[Subscription]:
-    statement = select(Subscription).join(Subscription.recipient).order_by(Subscription.id)
-    if recipient is not None:
-        statement = statement.where(
-            RecipientRow.address == parse_recipient(recipient, private_webhooks=True).address)  # a lookup
-    if not include_inactive:
-        statement = statement.where(Subscription.active.is_(True))
-    return list(session.scalars(statement.where(Subscription.deleted_at.is_(None))))
+    with store.reading() as tx:
+        return list_subscriptions_in(tx, recipient, include_inactive)
+
+
+def list_subscriptions_in(tx: Transaction, recipient: str | None = None, include_inactive: bool = False
+                          ) -> list[Subscription]:
+    """``list_subscriptions``, in the caller's transaction (the Slack command)."""
+    address = None if recipient is None else parse_recipient(recipient, private_webhooks=True).address  # a lookup
+    return tx.subscriptions.listed(address, include_inactive)
 
 
 @dataclass
@@ -150,7 +163,7 @@ REQUIRED_COLUMNS = ("recipient", "query")
 OPTIONAL_COLUMNS = ("cadence", "at", "day", "tz", "name")
 
 
-def import_subscriptions(session: Session, text: str, now: datetime, *, private_webhooks: bool = False
+def import_subscriptions(store: Store, text: str, now: datetime, *, private_webhooks: bool = False
                          ) -> ImportReport:
     """Import CSV rows (``recipient,query`` plus optional ``cadence,at,day,tz,name``).
 
@@ -203,18 +216,18 @@ def import_subscriptions(session: Session, text: str, now: datetime, *, private_
         return report
 
     addresses = {target.address: target for target, _ in rows}
-    known = _recipient_ids(session, list(addresses))
-    fresh = [{"address": a, "kind": t.kind, "created_at": now} for a, t in addresses.items() if a not in known]
-    if fresh:
-        session.execute(insert(RecipientRow), fresh)
-        known = _recipient_ids(session, list(addresses))
-    version = next_subscription_version(session)
-    session.execute(insert(Subscription), [
-        {**values, "recipient_id": known[target.address], "active": True, "created_at": now, "updated_at": now,
-         "match_since": now, "version": version}
-        for target, values in rows
-    ])
-    report.imported = len(rows)
+    with store.transaction() as tx:
+        subscriptions = tx.subscriptions
+        known = subscriptions.recipient_ids(list(addresses))
+        fresh = [{"address": a, "kind": t.kind, "created_at": now} for a, t in addresses.items() if a not in known]
+        if fresh:
+            subscriptions.add_recipients(fresh)
+            known = subscriptions.recipient_ids(list(addresses))
+        report.imported = subscriptions.add_many([
+            {**values, "recipient_id": known[target.address], "active": True, "created_at": now, "updated_at": now,
+             "match_since": now}
+            for target, values in rows
+        ])
     return report
 
 
@@ -237,113 +250,108 @@ def _records(reader: csv.DictReader, report: ImportReport):
         yield start, record
 
 
-def _recipient_ids(session: Session, addresses: list[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for start in range(0, len(addresses), 500):
-        chunk = addresses[start:start + 500]
-        found.update(session.execute(
-            select(RecipientRow.address, RecipientRow.id).where(RecipientRow.address.in_(chunk))
-        ).all())
-    return found
-
-
-def set_active(session: Session, subscription_id: int, active: bool, now: datetime) -> Subscription:
-    sub = _get(session, subscription_id)
-    if sub is None:
-        raise NotFound(f"no subscription with id {subscription_id}")
-    sub.active, sub.updated_at, sub.version = active, now, next_subscription_version(session)
-    return sub
+def set_active(store: Store, subscription_id: int, active: bool, now: datetime) -> Subscription:
+    with store.transaction() as tx:
+        sub = _get(tx, subscription_id)
+        if sub is None:
+            raise NotFound(f"no subscription with id {subscription_id}")
+        sub.active, sub.updated_at = active, now
+        return sub
 
 
 # ---- self-service (the web pages and the Slack command) ----
 # Every function here takes the recipient the caller proved it acts for (a signed token, a
 # verified Slack request) and touches only that recipient's subscriptions.
 
-def recipient_subscriptions(session: Session, recipient_id: int) -> list[Subscription]:
+def recipient_subscriptions(store: Store, recipient_id: int) -> list[Subscription]:
     """A recipient's subscriptions, deleted ones left out, oldest first."""
-    return list(session.scalars(
-        select(Subscription)
-        .where(Subscription.recipient_id == recipient_id, Subscription.deleted_at.is_(None))
-        .order_by(Subscription.id)
-    ))
+    with store.reading() as tx:
+        return tx.subscriptions.of_recipient(recipient_id)
 
 
-def named_subscriptions(session: Session, recipient_id: int, subscription_ids: list[int]) -> list[Subscription]:
+def named_subscriptions(store: Store, recipient_id: int, subscription_ids: list[int]) -> list[Subscription]:
     """Those of ``subscription_ids`` (as a link names them) that belong to this recipient and are not deleted."""
-    return list(session.scalars(
-        select(Subscription)
-        .where(Subscription.recipient_id == recipient_id, Subscription.id.in_(subscription_ids),
-               Subscription.deleted_at.is_(None))
-        .order_by(Subscription.id)
-    ))
+    with store.reading() as tx:
+        return tx.subscriptions.of_recipient(recipient_id, subscription_ids)
 
 
-def owned_subscription(session: Session, recipient_id: int, subscription_id: int) -> Subscription:
-    """The subscription, if it belongs to this recipient and is not deleted; else NotFound."""
-    sub = _get(session, subscription_id)
+def _owned(tx: Transaction, recipient_id: int, subscription_id: int) -> Subscription:
+    sub = _get(tx, subscription_id)
     if sub is None or sub.recipient_id != recipient_id or sub.deleted_at is not None:
         raise NotFound(f"no subscription with id {subscription_id}")
     return sub
 
 
-def confirm(session: Session, recipient_id: int, subscription_ids: list[int], now: datetime) -> list[Subscription]:
+def owned_subscription(store: Store, recipient_id: int, subscription_id: int) -> Subscription:
+    """The subscription, if it belongs to this recipient and is not deleted; else NotFound."""
+    with store.reading() as tx:
+        return _owned(tx, recipient_id, subscription_id)
+
+
+def confirm(store: Store, recipient_id: int, subscription_ids: list[int], now: datetime) -> list[Subscription]:
     """Double opt-in: the address's owner clicked the link. Pending subscriptions start now.
 
     Confirming again is harmless. A click proves the address receives mail, so a suspension
     (after a bounce, say) is lifted.
     """
-    subs = named_subscriptions(session, recipient_id, subscription_ids)
-    waiting = [sub for sub in subs if sub.pending]
-    if waiting:
-        version = next_subscription_version(session)
-        for sub in waiting:
-            sub.pending, sub.active, sub.match_since, sub.updated_at, sub.version = False, True, now, now, version
-    recipient = session.get(RecipientRow, recipient_id)
-    if subs and recipient is not None and recipient.suspended_at is not None:
-        recipient.suspended_at = recipient.suspended_reason = None
-    return subs
+    with store.transaction() as tx:
+        subs = tx.subscriptions.of_recipient(recipient_id, subscription_ids)
+        for sub in subs:
+            if sub.pending:
+                sub.pending, sub.active, sub.match_since, sub.updated_at = False, True, now, now
+        recipient = tx.subscriptions.recipient(recipient_id)
+        if subs and recipient is not None and recipient.suspended_at is not None:
+            recipient.suspended_at = recipient.suspended_reason = None
+        return subs
 
 
-def set_paused(session: Session, sub: Subscription, paused: bool, now: datetime) -> Subscription:
-    """Pause or resume. A pending subscription is resumed only by confirming it."""
-    if sub.pending:
-        raise UsageError("this subscription is waiting for its confirmation email to be clicked")
-    if sub.active == paused:
-        sub.active, sub.updated_at, sub.version = not paused, now, next_subscription_version(session)
-    return sub
+def set_paused(store: Store, recipient_id: int, subscription_id: int, paused: bool, now: datetime) -> Subscription:
+    """Pause or resume one of the recipient's subscriptions. A pending one is resumed only by confirming it."""
+    with store.transaction() as tx:
+        sub = _owned(tx, recipient_id, subscription_id)
+        if sub.pending:
+            raise UsageError("this subscription is waiting for its confirmation email to be clicked")
+        if sub.active == paused:
+            sub.active, sub.updated_at = not paused, now
+        return sub
 
 
-def edit(session: Session, sub: Subscription, *, query: str, schedule: Schedule, now: datetime) -> Subscription:
+def edit(store: Store, recipient_id: int, subscription_id: int, *, query: str, schedule: Schedule, now: datetime
+         ) -> Subscription:
     """Change the query and the schedule. A new query matches papers from now on, like a new subscription."""
     parse_query(query)  # refused here, with the column, before anything changes
     query = query.strip()
-    if query != sub.query:
-        sub.query, sub.match_since = query, now
-    sub.cadence, sub.send_at, sub.weekday, sub.timezone = schedule.cadence, schedule.at, schedule.day, schedule.tz
-    sub.updated_at, sub.version = now, next_subscription_version(session)
-    return sub
+    with store.transaction() as tx:
+        sub = _owned(tx, recipient_id, subscription_id)
+        if query != sub.query:
+            sub.query, sub.match_since = query, now
+        sub.cadence, sub.send_at, sub.weekday, sub.timezone = schedule.cadence, schedule.at, schedule.day, schedule.tz
+        sub.updated_at = now
+        return sub
 
 
-def delete(session: Session, sub: Subscription, now: datetime) -> None:
+def delete(store: Store, recipient_id: int, subscription_id: int, now: datetime) -> Subscription:
     """Gone from every list. The row stays, inactive, so that matchers see the change."""
-    sub.active, sub.pending, sub.deleted_at = False, False, now
-    sub.updated_at, sub.version = now, next_subscription_version(session)
+    with store.transaction() as tx:
+        sub = _owned(tx, recipient_id, subscription_id)
+        sub.active, sub.pending, sub.deleted_at, sub.updated_at = False, False, now, now
+        return sub
 
 
-def unsubscribe_owned(session: Session, recipient_id: int, subscription_ids: list[int], now: datetime
+def unsubscribe_owned(store: Store, recipient_id: int, subscription_ids: list[int], now: datetime
                       ) -> list[Subscription]:
     """The unsubscribe link: stop these subscriptions of this recipient (others' ids are ignored)."""
-    subs = named_subscriptions(session, recipient_id, subscription_ids)
-    stopping = [sub for sub in subs if sub.active or sub.pending]
-    if stopping:
-        version = next_subscription_version(session)
-        for sub in stopping:
-            sub.active, sub.pending, sub.updated_at, sub.version = False, False, now, version
-    return subs
+    with store.transaction() as tx:
+        subs = tx.subscriptions.of_recipient(recipient_id, subscription_ids)
+        for sub in subs:
+            if sub.active or sub.pending:
+                sub.active, sub.pending, sub.updated_at = False, False, now
+        return subs
 
 
 __all__ = [
     "ImportReport", "confirm", "delete", "edit", "import_subscriptions", "list_subscriptions",
-    "named_subscriptions", "owned_subscription", "recipient_subscriptions", "set_active", "set_paused", "subscribe",
-    "subscription_json", "unsubscribe", "unsubscribe_owned", "unsubscribe_recipient",
+    "list_subscriptions_in", "named_subscriptions", "owned_subscription", "recipient_subscriptions", "set_active",
+    "set_paused", "subscribe", "subscribe_in", "subscription_json", "unsubscribe", "unsubscribe_in",
+    "unsubscribe_owned", "unsubscribe_recipient", "unsubscribe_recipient_in",
 ]

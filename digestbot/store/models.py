@@ -182,7 +182,7 @@ class Match(Base):
     A subscription's matches are its query's matches of the papers first seen at or after its
     ``match_since``, outside its pauses. ``matched_at`` is when the paper was first seen, or when
     the subscription was created if that is later (a backfill). Write matches with
-    ``digestbot.services.matching.store_query_matches``.
+    ``digestbot.store.matches.Matches`` (``tx.matches``).
     """
 
     __tablename__ = "matches"

@@ -36,7 +36,7 @@ from digestbot.services.digests import signing_key
 from digestbot.services.notices import NOTICES, Notices
 from digestbot.services.search import RecentPapers
 from digestbot.settings import Settings
-from digestbot.store import ensure_current, schema_revision
+from digestbot.store import Store, ensure_current, schema_revision
 from digestbot.web.guards import RateLimiter, csrf_token
 
 log = logging.getLogger("digestbot.web")
@@ -93,6 +93,10 @@ class Site:
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
+
+    @cached_property
+    def store(self) -> Store:
+        return Store(self.engine)
 
     def sent_something(self) -> None:
         if self.courier is not None:

@@ -20,7 +20,7 @@ from digestbot.render import sentence
 from digestbot.services import subscriptions
 from digestbot.services.notices import address_over_limit
 from digestbot.services.subscriptions import schedule_label
-from digestbot.store import Store
+from digestbot.store import Transaction
 from digestbot.store.models import DigestItem, Paper, Recipient
 from digestbot.web.app import Site, client_key, site
 from digestbot.web.guards import RateLimiter, check_csrf
@@ -107,8 +107,8 @@ def subscribe():
         abort(429, description="Too many requests from your network. Wait a few minutes and try again.")
     now = s.clock()
     with s.session() as session, session.begin():
-        sub, _ = subscriptions.subscribe(session, recipient.address, form["query"], schedule=schedule,
-                                         pending=True, now=now)
+        sub, _ = subscriptions.subscribe_in(Transaction(session), recipient.address, form["query"],
+                                            schedule=schedule, pending=True, now=now)
         if address_over_limit(session, sub.recipient, s.settings.web_address_limit, now):
             session.rollback()
             abort(429, description="This address was sent several emails today already. "
@@ -137,7 +137,7 @@ def check_query():
         node = parse_query(text)
     except UsageError as exc:
         return {"ok": False, "error": _query_error(exc)}
-    hits, searched = s.recent_papers.search(Store(s.engine), node, s.clock())
+    hits, searched = s.recent_papers.search(s.store, node, s.clock())
     return {"ok": True, "days": s.recent_papers.days, "count": len(hits), "searched": searched,
             "most": s.recent_papers.most,
             "papers": [{"id": h.paper.id, "title": h.paper.title, "first_seen": h.paper.first_seen.date().isoformat()}
@@ -150,8 +150,8 @@ def check_query():
 def confirm_page(token: str):
     s = site()
     payload = _token("confirm", token)
+    subs = subscriptions.named_subscriptions(s.store, payload["r"], payload.get("s", []))
     with s.session() as session:
-        subs = subscriptions.named_subscriptions(session, payload["r"], payload.get("s", []))
         recipient = session.get(Recipient, payload["r"])
     if recipient is None or not subs:
         abort(404, description="This subscription no longer exists.")
@@ -164,8 +164,7 @@ def confirm(token: str):
     s = site()
     payload = _token("confirm", token)
     check_csrf()
-    with s.session() as session, session.begin():
-        subs = subscriptions.confirm(session, payload["r"], payload.get("s", []), s.clock())
+    subs = subscriptions.confirm(s.store, payload["r"], payload.get("s", []), s.clock())
     if not subs:
         abort(404, description="This subscription no longer exists.")
     flash("Your subscription is confirmed. The first papers come with your next " + subs[0].cadence
@@ -194,7 +193,7 @@ def manage_request():
     now = s.clock()
     with s.session() as session, session.begin():
         recipient = session.scalar(select(Recipient).where(Recipient.address == address, Recipient.kind == "email"))
-        if recipient is not None and subscriptions.recipient_subscriptions(session, recipient.id) \
+        if recipient is not None and subscriptions.recipient_subscriptions(s.store, recipient.id) \
                 and not address_over_limit(session, recipient, s.settings.web_address_limit, now):
             s.notices.queue_manage_link(session, recipient, now)
     s.sent_something()
@@ -209,7 +208,7 @@ def manage(token: str):
         recipient = session.get(Recipient, payload["r"])
         if recipient is None:
             abort(404, description="This link is not valid.")
-        subs = subscriptions.recipient_subscriptions(session, recipient.id)
+    subs = subscriptions.recipient_subscriptions(s.store, recipient.id)
     return s.page("manage.html.j2", recipient=recipient, subscriptions=subs, token=token,
                   schedule_label=schedule_label, messages=get_flashed_messages(), errors={}, **_choices(s))
 
@@ -220,36 +219,36 @@ def manage_action(token: str, subscription_id: int, action: str):
     payload = _token("manage", token)
     check_csrf()
     now = s.clock()
-    with s.session() as session, session.begin():
-        try:
-            sub = subscriptions.owned_subscription(session, payload["r"], subscription_id)
-        except NotFound:
-            abort(404, description="No such subscription.")
-        label = sub.name or sub.query
-        try:
-            if action in ("pause", "resume"):
-                subscriptions.set_paused(session, sub, action == "pause", now)
-                message = f"“{label}” is {'paused' if action == 'pause' else 'on again'}."
-            elif action == "confirm":  # the manage link reached the address's owner: proof enough
-                subscriptions.confirm(session, payload["r"], [sub.id], now)
-                message = f"“{label}” is confirmed."
-            elif action == "delete":
-                subscriptions.delete(session, sub, now)
-                message = f"“{label}” is deleted."
-            elif action == "edit":
-                # Every field, as the page's form sends them: a missing one must not fall back to
-                # a default and quietly change the schedule.
-                missing = [name for name in EDIT_FIELDS if name not in request.form]
-                if missing:
-                    raise UsageError(f"the form has no {missing[0]!r} field: reload the page and try again")
-                subscriptions.edit(session, sub, query=request.form["query"], schedule=_schedule(request.form),
-                                   now=now)
-                message = f"“{sub.name or sub.query}” is saved."
-            else:
-                abort(404)
-        except UsageError as exc:
-            session.rollback()
-            return _manage_with_error(s, payload["r"], token, subscription_id, exc)
+    try:
+        sub = subscriptions.owned_subscription(s.store, payload["r"], subscription_id)
+    except NotFound:
+        abort(404, description="No such subscription.")
+    label = sub.name or sub.query
+    try:
+        if action in ("pause", "resume"):
+            subscriptions.set_paused(s.store, payload["r"], sub.id, action == "pause", now)
+            message = f"“{label}” is {'paused' if action == 'pause' else 'on again'}."
+        elif action == "confirm":  # the manage link reached the address's owner: proof enough
+            subscriptions.confirm(s.store, payload["r"], [sub.id], now)
+            message = f"“{label}” is confirmed."
+        elif action == "delete":
+            subscriptions.delete(s.store, payload["r"], sub.id, now)
+            message = f"“{label}” is deleted."
+        elif action == "edit":
+            # Every field, as the page's form sends them: a missing one must not fall back to
+            # a default and quietly change the schedule.
+            missing = [name for name in EDIT_FIELDS if name not in request.form]
+            if missing:
+                raise UsageError(f"the form has no {missing[0]!r} field: reload the page and try again")
+            sub = subscriptions.edit(s.store, payload["r"], sub.id, query=request.form["query"],
+                                     schedule=_schedule(request.form), now=now)
+            message = f"“{sub.name or sub.query}” is saved."
+        else:
+            abort(404)
+    except NotFound:
+        abort(404, description="No such subscription.")
+    except UsageError as exc:
+        return _manage_with_error(s, payload["r"], token, subscription_id, exc)
     flash(message)
     return redirect(f"/manage/{token}", code=303)
 
@@ -257,7 +256,7 @@ def manage_action(token: str, subscription_id: int, action: str):
 def _manage_with_error(s: Site, recipient_id: int, token: str, subscription_id: int, exc: UsageError):
     with s.session() as session:
         recipient = session.get(Recipient, recipient_id)
-        subs = subscriptions.recipient_subscriptions(session, recipient_id)
+    subs = subscriptions.recipient_subscriptions(s.store, recipient_id)
     error = _query_error(exc)
     # What was sent, over what is stored: a hand-made form may lack fields the page shows.
     [sub] = [sub for sub in subs if sub.id == subscription_id]
@@ -274,8 +273,8 @@ def _manage_with_error(s: Site, recipient_id: int, token: str, subscription_id: 
 def unsubscribe_page(token: str):
     s = site()
     payload = _token("unsubscribe", token)
+    subs = subscriptions.named_subscriptions(s.store, payload["r"], payload.get("s", []))
     with s.session() as session:
-        subs = subscriptions.named_subscriptions(session, payload["r"], payload.get("s", []))
         recipient = session.get(Recipient, payload["r"])
     if recipient is None:
         abort(404, description="This link is not valid.")
@@ -289,8 +288,8 @@ def unsubscribe(token: str):
     (the signed URL names the recipient and the subscriptions, and is the whole authority)."""
     s = site()
     payload = _token("unsubscribe", token)
-    with s.session() as session, session.begin():
-        subs = subscriptions.unsubscribe_owned(session, payload["r"], payload.get("s", []), s.clock())
+    subs = subscriptions.unsubscribe_owned(s.store, payload["r"], payload.get("s", []), s.clock())
+    with s.session() as session:
         recipient = session.get(Recipient, payload["r"])
     if recipient is None:
         abort(404, description="This link is not valid.")

@@ -25,6 +25,7 @@ from digestbot.render import slack_escape
 from digestbot.services import subscriptions
 from digestbot.services.feedback import first_time
 from digestbot.services.subscriptions import schedule_label
+from digestbot.store import Transaction
 from digestbot.web.app import Site, site
 
 blueprint = Blueprint("slack", __name__)
@@ -69,7 +70,8 @@ def _handle(s: Site, form: dict, signature: str, recipient: str) -> dict:
         if not first_time(session, "slack", signature, s.clock()):
             abort(401, description="this request was already received")
         try:
-            return _run(s, session, parse_command(form.get("text", "")), recipient, form.get("user_id", ""))
+            return _run(s, Transaction(session), parse_command(form.get("text", "")), recipient,
+                        form.get("user_id", ""))
         except DigestbotError as exc:
             return _reply(f":warning: {slack_escape(exc)}")
 
@@ -88,23 +90,23 @@ def _follow_up(response_url: str, work: Future) -> None:
         log.warning("slash command: response_url answered %s", response.status_code)
 
 
-def _run(s: Site, session, command, recipient: str, user: str) -> dict:
+def _run(s: Site, tx: Transaction, command, recipient: str, user: str) -> dict:
     now = s.clock()
     if command.action == "help":
         return _reply(HELP)
     if command.action == "subscribe":
-        sub, _ = subscriptions.subscribe(session, recipient, command.query, schedule=parse_schedule(command.cadence),
-                                         now=now)
+        sub, _ = subscriptions.subscribe_in(tx, recipient, command.query, schedule=parse_schedule(command.cadence),
+                                            now=now)
         who = f"<@{user}>" if user.isalnum() else "Someone"  # a mention of the user who typed it, nothing else
         return _reply(f"{who} subscribed this channel to `{slack_escape(sub.query)}` ({schedule_label(sub)}), "
                       f"id {sub.id}.", public=True)
     if command.action == "list":
-        subs = subscriptions.list_subscriptions(session, recipient)
+        subs = subscriptions.list_subscriptions_in(tx, recipient)
         if not subs:
             return _reply("This channel has no subscriptions. " + HELP)
         return _reply("\n".join(f"`{sub.id}` {slack_escape(sub.query)} · {schedule_label(sub)}" for sub in subs))
-    sub_ids = [sub.id for sub in subscriptions.list_subscriptions(session, recipient)]
+    sub_ids = [sub.id for sub in subscriptions.list_subscriptions_in(tx, recipient)]
     if command.subscription_id not in sub_ids:
         raise NotFound(f"this channel has no subscription {command.subscription_id}: see /digest list")
-    sub = subscriptions.unsubscribe(session, command.subscription_id, now)
+    sub = subscriptions.unsubscribe_in(tx, command.subscription_id, now)
     return _reply(f"Unsubscribed this channel from `{slack_escape(sub.query)}`.", public=True)
