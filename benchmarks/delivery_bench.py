@@ -76,7 +76,7 @@ from digestbot.core.matcher import Batch, QueryIndex  # noqa: E402
 from digestbot.core.query import parse_query  # noqa: E402
 from digestbot.core.text import raw_words  # noqa: E402
 from digestbot.core.tokens import LinkSigner  # noqa: E402
-from digestbot.render import Links, Renderer, Sender  # noqa: E402
+from digestbot.render import Links, Renderer, Sender, mail_domain  # noqa: E402
 from digestbot.services.delivery import OutboxSender  # noqa: E402
 from digestbot.services.digests import DigestBuilder  # noqa: E402
 from digestbot.services.ingest import ingest_paths  # noqa: E402
@@ -216,7 +216,7 @@ def measure_render(work: Workload, readers: list[dict], sample_size: int) -> tup
     signer = LinkSigner(settings.secret_key, settings.base_url)
     sender = Sender(settings.from_email, settings.from_name, settings.postal_address)
     renderer = Renderer()
-    domain = settings.from_email.rpartition("@")[2]
+    domain = mail_domain(settings.from_email)
 
     jobs = []  # prepared beforehand: what the builder reads from the database and signs
     sub_id = 1
@@ -238,7 +238,8 @@ def measure_render(work: Workload, readers: list[dict], sample_size: int) -> tup
         digest = compose(recipient=address, cadence="daily", matched=matched, slot_local=slot,
                          max_papers=settings.digest_max_papers, paper_url=settings.paper_url)
         key = f"{digest_key}-1"
-        return digest, renderer.email(digest, links, sender, key=key, message_id=f"<{key}@{domain}>")
+        return digest, renderer.email(digest, links, sender, key=key, message_id=f"<{key}@{domain}>",
+                                       max_bytes=settings.max_email_bytes)
 
     # Compile the templates, then start from empty memo caches, as a freshly started process does.
     render_email(jobs[0])
