@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from digestbot.clock import utcnow
 from digestbot.core.query import parse_query
 from digestbot.core.schedule import CADENCES, parse_schedule
 from digestbot.errors import DigestbotError, NotFound, UsageError
@@ -29,7 +30,7 @@ from digestbot.services.search import search as search_papers
 from digestbot.services.ingest import FileResult, dump_limits, expand_paths, ingest_paths
 from digestbot.services.status import paper_json, recent_papers, store_status
 from digestbot.settings import Settings
-from digestbot.store import connect, ensure_current, migrate
+from digestbot.store import Store, connect, ensure_current, migrate
 
 # markup=False: titles, queries and addresses are user data, never rich markup.
 out = Console(highlight=False, soft_wrap=False, markup=False)
@@ -64,6 +65,10 @@ class App:
     def engine(self) -> Engine:
         ensure_current(self.raw_engine)
         return self.raw_engine
+
+    @cached_property
+    def store(self) -> Store:
+        return Store(self.engine)
 
 
 class DigestbotGroup(click.Group):
@@ -161,18 +166,17 @@ def ingest(app: App, paths: tuple[Path, ...], as_json: bool) -> None:
 @pass_app
 def papers(app: App, limit: int, as_json: bool) -> None:
     """The newest papers, newest first."""
-    with Session(app.engine) as session:
-        found = recent_papers(session, limit)
-        if as_json:
-            emit_json([paper_json(p) for p in found])
-            return
-        table = Table("id", "title", "authors", "published", "upvotes", "first seen")
-        for p in found:
-            table.add_row(
-                str(p.id), p.title, _or_dash(p.authors_count), _or_dash(p.published), _or_dash(p.upvotes),
-                p.first_seen.strftime("%Y-%m-%d %H:%M"),
-            )
-        out.print(table)
+    found = recent_papers(app.store, limit)
+    if as_json:
+        emit_json([paper_json(p) for p in found])
+        return
+    table = Table("id", "title", "authors", "published", "upvotes", "first seen")
+    for p in found:
+        table.add_row(
+            str(p.id), p.title, _or_dash(p.authors_count), _or_dash(p.published), _or_dash(p.upvotes),
+            p.first_seen.strftime("%Y-%m-%d %H:%M"),
+        )
+    out.print(table)
 
 
 def _or_dash(value) -> str:
@@ -184,8 +188,7 @@ def _or_dash(value) -> str:
 @pass_app
 def status(app: App, as_json: bool) -> None:
     """Papers and dump files in the store, the last ingest, and files that failed."""
-    with Session(app.engine) as session:
-        summary = store_status(session)
+    summary = store_status(app.store, utcnow())
     if as_json:
         emit_json(summary)
         return
@@ -338,7 +341,7 @@ NOW_YEARS = (1970, 9998)
 
 def _when(value: str | None) -> datetime:
     if value is None:
-        return datetime.now(UTC)
+        return utcnow()
     try:
         parsed = datetime.fromisoformat(value)
         parsed = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
@@ -361,7 +364,7 @@ def _when(value: str | None) -> datetime:
 def digest(app: App, cadence: str | None, recipient: str | None, now_text: str | None, dry_run: bool,
            as_json: bool) -> None:
     """Build every digest due now (or at --now) into the outbox."""
-    built = DigestBuilder(app.engine, app.settings).build_due(_when(now_text), cadence, recipient, dry_run)
+    built = DigestBuilder(app.store, app.settings).build_due(_when(now_text), cadence, recipient, dry_run)
     if as_json:
         emit_json({"dry_run": dry_run, "digests": [b.as_json() for b in built]})
         return
@@ -379,7 +382,7 @@ def send(app: App, as_json: bool) -> None:
     """Deliver what waits in the outbox, retrying transient errors. Exit 1 if a message failed."""
     from digestbot.channels import channels_for  # the SDKs load only when something is sent
 
-    sender = OutboxSender(app.engine, channels_for(app.settings), app.settings)
+    sender = OutboxSender(app.store, channels_for(app.settings), app.settings)
     report = sender.send_all()
     if as_json:
         emit_json(report.as_json())
@@ -393,7 +396,7 @@ def send(app: App, as_json: bool) -> None:
 
 
 def _outbox_json(row) -> dict:
-    return {"id": row.id, "recipient": row.recipient_id, "channel": row.channel, "cadence": row.cadence,
+    return {"id": row.id, "recipient": row.recipient_id, "channel": row.channel, "cadence": row.kind,
             "subject": row.subject, "part": row.part, "status": row.status, "attempts": row.attempts,
             "next_attempt_at": row.next_attempt_at.isoformat(), "last_error": row.last_error,
             "sent_at": row.sent_at.isoformat() if row.sent_at else None, "provider_id": row.provider_id}
@@ -409,9 +412,8 @@ def outbox(ctx: click.Context, status: str | None, limit: int, as_json: bool) ->
     if ctx.invoked_subcommand is not None:
         return
     app: App = ctx.obj
-    with Session(app.engine) as session:
-        rows = [_outbox_json(r) for r in outbox_rows(session, status, limit)]
-        counts = outbox_counts(session)
+    rows = [_outbox_json(r) for r in outbox_rows(app.store, status, limit)]
+    counts = outbox_counts(app.store)
     if as_json:
         emit_json(rows)
         return
@@ -428,8 +430,7 @@ def outbox(ctx: click.Context, status: str | None, limit: int, as_json: bool) ->
 @pass_app
 def outbox_retry(app: App, message_id: int) -> None:
     """Put failed message MESSAGE_ID back in line."""
-    with Session(app.engine) as session, session.begin():
-        retry(session, message_id, datetime.now(UTC))
+    retry(app.store, message_id, utcnow())
     out.print(f"outbox message {message_id} is pending again; deliver with 'digestbot send'")
 
 
@@ -445,7 +446,7 @@ def outbox_retry(app: App, message_id: int) -> None:
 def preview(app: App, recipient: str, fmt: str | None, cadence: str | None, now_text: str | None,
             output: Path | None) -> None:
     """Render what RECIPIENT would get from its pending matches, without queuing anything."""
-    found = DigestBuilder(app.engine, app.settings).preview(recipient, _when(now_text), cadence)
+    found = DigestBuilder(app.store, app.settings).preview(recipient, _when(now_text), cadence)
     if found is None:
         raise NotFound(f"nothing to preview: {recipient} has no papers waiting for a digest")
     row, _, payloads = found

@@ -17,7 +17,7 @@ from digestbot.core.dumps import parse_dump
 from digestbot.core.identity import abstract_fingerprint, title_key
 from digestbot.services.ingest import LOAD_ALL_RATIO, MIN_RUN, _runs, ingest_paths
 from digestbot.services.status import paper_json, recent_papers, store_status
-from digestbot.store import DumpFile, Paper, connect, migrate
+from digestbot.store import DumpFile, Paper, Store, connect, migrate
 
 NOW = datetime(2025, 12, 31, 12, 0, tzinfo=UTC)
 MTIME = datetime(2025, 12, 1, 8, 0, tzinfo=UTC).timestamp()  # when the copies were "saved"
@@ -530,13 +530,12 @@ def test_one_file_is_one_transaction(postgres_url, dumps):
 
 
 def test_status_of_an_empty_store(engine):
-    with Session(engine) as session:
-        assert store_status(session, NOW) == {
-            "papers": 0, "newest_paper_seen": None, "dump_files": {"ingested": 0, "failed": 0},
-            "last_ingest": None, "failed_files": [], "jobs": {},
-            "outbox": {"pending": 0, "sending": 0, "sent": 0, "failed": 0}, "next_digests": [],
-        }
-        assert recent_papers(session, 5) == []
+    assert store_status(Store(engine), NOW) == {
+        "papers": 0, "newest_paper_seen": None, "dump_files": {"ingested": 0, "failed": 0},
+        "last_ingest": None, "failed_files": [], "jobs": {},
+        "outbox": {"pending": 0, "sending": 0, "sent": 0, "failed": 0}, "next_digests": [],
+    }
+    assert recent_papers(Store(engine), 5) == []
 
 
 def test_status_after_ingest_with_a_failure(engine, dumps):
@@ -544,8 +543,7 @@ def test_status_after_ingest_with_a_failure(engine, dumps):
     broken = write(dumps / "zz_broken.bin", b"\x00\x01\x02binary")
     later = NOW + timedelta(hours=1)
     ingest(engine, dumps / NAMES[4], broken, now=later)
-    with Session(engine) as session:
-        status = store_status(session)
+    status = store_status(Store(engine), NOW)
     assert status["papers"] == 342
     assert status["newest_paper_seen"] == later.isoformat()
     assert status["dump_files"] == {"ingested": 5, "failed": 1}
@@ -563,8 +561,7 @@ def test_failed_files_newest_first(engine, tmp_path):
     second = write(tmp_path / "b.txt", b"\xff\xfe\x00")
     ingest(engine, second, now=NOW)
     ingest(engine, first, now=NOW + timedelta(minutes=5))
-    with Session(engine) as session:
-        failed = store_status(session)["failed_files"]
+    failed = store_status(Store(engine), NOW)["failed_files"]
     assert [f["path"] for f in failed] == [str(first), str(second)]
     assert all(f["error"] for f in failed)
 
@@ -573,11 +570,10 @@ def test_recent_papers_newest_first(engine, dumps):
     ingest(engine, dumps / NAMES[0], now=NOW)
     later = NOW + timedelta(days=1)
     report = ingest(engine, dumps / NAMES[1], now=later)
-    with Session(engine) as session:
-        recent = recent_papers(session, 3)
-        assert [p.id for p in recent] == report.new_paper_ids[::-1][:3]
-        assert all(p.first_seen == later for p in recent)
-        everything = recent_papers(session, 1000)
+    recent = recent_papers(Store(engine), 3)
+    assert [p.id for p in recent] == report.new_paper_ids[::-1][:3]
+    assert all(p.first_seen == later for p in recent)
+    everything = recent_papers(Store(engine), 1000)
     assert len(everything) == 131
     assert [p.first_seen for p in everything] == [later] * 61 + [NOW] * 70
     assert [p.id for p in everything[:61]] == sorted((p.id for p in everything[:61]), reverse=True)
@@ -592,10 +588,9 @@ def test_updated_paper_keeps_its_place_in_recent_papers(engine, dumps, tmp_path)
     entry = parse_dump((dumps / NAMES[0]).read_bytes(), date(2025, 12, 31)).entries[0]
     write(tmp_path / "x.txt", _replace_once(sample_text(0), entry.abstract, entry.abstract + " Updated."))
     ingest(engine, tmp_path / "x.txt", now=NOW + timedelta(hours=2))
-    with Session(engine) as session:
-        newest = recent_papers(session, 61)
-        assert entry.title not in {p.title for p in newest}
-        assert {p.first_seen for p in newest} == {NOW + timedelta(hours=1)}
+    newest = recent_papers(Store(engine), 61)
+    assert entry.title not in {p.title for p in newest}
+    assert {p.first_seen for p in newest} == {NOW + timedelta(hours=1)}
 
 
 def test_paper_json(engine, dumps):

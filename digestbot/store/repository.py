@@ -5,6 +5,14 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 
+class Conflict(Exception):
+    """Another transaction stored the same key first (two processes did the same work at once).
+
+    The caller's transaction cannot go on: let the exception leave the ``with`` block, which
+    rolls it back, and treat the work as done by the other process.
+    """
+
+
 class Repository:
     """SQL for one aggregate, inside the caller's transaction (see ``digestbot.store.unit``)."""
 
