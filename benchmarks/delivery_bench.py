@@ -82,7 +82,7 @@ from digestbot.services.digests import DigestBuilder  # noqa: E402
 from digestbot.services.ingest import ingest_paths  # noqa: E402
 from digestbot.services.subscriptions import import_subscriptions  # noqa: E402
 from digestbot.settings import Settings  # noqa: E402
-from digestbot.store import DigestItem, OutboxMessage, Recipient, connect, migrate  # noqa: E402
+from digestbot.store import DigestItem, OutboxMessage, Recipient, Store, connect, migrate  # noqa: E402
 
 SAMPLES = ROOT / "examples" / "dumps"
 REFERENCE = date(2026, 11, 22)  # the samples' dates are read as of this day
@@ -332,7 +332,7 @@ def measure_build(work: Workload, readers: list[dict], workdir: Path) -> dict:
         if any(f.status != "ingested" for f in ingested.files):
             raise SystemExit(f"build: ingest failed: {[f.as_json() for f in ingested.files]}")
 
-        builder = DigestBuilder(engine, settings)
+        builder = DigestBuilder(Store(engine), settings)
         start, start_cpu = time.perf_counter(), time.process_time()
         built = builder.build_due(DUE)
         seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
@@ -382,7 +382,7 @@ def queue_emails(engine, payloads: list[tuple[str, str]]) -> None:
         ids = dict(session.execute(select(Recipient.address, Recipient.id)).all())
         rows = []
         for n, (key, payload) in enumerate(payloads):
-            rows.append({"recipient_id": ids[f"reader{n:05d}@example.org"], "channel": "email", "cadence": "daily",
+            rows.append({"recipient_id": ids[f"reader{n:05d}@example.org"], "channel": "email", "kind": "daily",
                          "digest_key": key.removesuffix("-1"), "part": 1, "subject": json.loads(payload)["subject"],
                          "payload": payload, "status": "pending", "attempts": 0, "next_attempt_at": now,
                          "created_at": now})
@@ -403,7 +403,7 @@ def measure_delivery(payloads: list[tuple[str, str]], db: Database, latency: flo
         url = ours.recv()
         settings = Settings(**SETTINGS, database_url=db.url, outbox_dir=workdir / "outbox", email_backend="sendgrid",
                             sendgrid_api_key="SG.bench", sendgrid_api_host=url, send_workers=workers)
-        sender = OutboxSender(db.engine, channels_for(settings), settings)
+        sender = OutboxSender(Store(db.engine), channels_for(settings), settings)
         start, start_cpu = time.perf_counter(), time.process_time()
         report = sender.send_all()
         seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
