@@ -11,12 +11,14 @@ import json
 import os
 import re
 import shutil
+import threading
+import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from conftest import SAMPLES
@@ -27,7 +29,9 @@ from digestbot.services.digests import DigestBuilder
 from digestbot.services.ingest import ingest_paths
 from digestbot.services.subscriptions import subscribe
 from digestbot.settings import Settings
-from digestbot.store import DigestItem, Match, OutboxMessage, Paper, Recipient, Store, Subscription
+from digestbot.store import (
+    Conflict, DigestItem, Match, NewMessage, OutboxMessage, Paper, Recipient, Store, Subscription,
+)
 
 NAMES = sorted(p.name for p in SAMPLES.iterdir())
 T0 = datetime(2025, 12, 1, 6, 0, tzinfo=UTC)  # a Monday; subscriptions are made at T0
@@ -545,3 +549,57 @@ def test_preview_returns_payloads_without_writing_rows(engine, dumps, tmp_path) 
     assert builder.preview("nobody@example.org", utc(2025, 12, 1, 7, 0)) is None
     # The real build still has everything to send.
     assert len(builder.build_due(utc(2025, 12, 1, 8, 0))) == 2
+
+
+def test_a_digest_another_process_is_building_is_not_queued_twice(engine, dumps, tmp_path) -> None:
+    sid = sub(engine, "ada@example.org", "diffusion")
+    ingest(engine, dumps / NAMES[0])
+    papers = matched_ids(engine, sid)
+    with Session(engine) as session:
+        ada = session.scalar(select(Recipient.id).where(Recipient.address == "ada@example.org"))
+    builder = DigestBuilder(Store(engine), settings(tmp_path))
+    outcome: dict = {}
+
+    def build() -> None:
+        try:
+            outcome["built"] = builder.build_due(utc(2025, 12, 1, 8, 0))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            outcome["error"] = exc
+
+    # The other process has written its digest's items and not committed yet: on PostgreSQL this
+    # build writes the same items, waits, and then meets the other's (a conflict: it queues
+    # nothing); on SQLite it waits for the write lock and finds the papers already sent.
+    with engine.connect() as other:
+        other.begin()
+        other.execute(insert(DigestItem), [
+            {"recipient_id": ada, "cadence": "daily", "paper_id": p, "digest_key": "d-other", "created_at": INGEST}
+            for p in papers])
+        thread = threading.Thread(target=build)
+        thread.start()
+        time.sleep(1.0)
+        other.commit()
+    thread.join(60)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["built"] == [] and outbox(engine) == []
+    assert {p for _, _, p in items(engine)} == papers and {k for k, in _digest_keys(engine)} == {"d-other"}
+
+
+def test_digest_items_recorded_twice_are_a_conflict_that_undoes_the_transaction(store, engine, dumps) -> None:
+    sid = sub(engine, "ada@example.org", "diffusion")
+    ingest(engine, dumps / NAMES[0])
+    paper = min(matched_ids(engine, sid))
+    with store.reading() as tx:
+        ada = tx.outbox.digest_subscriptions(address="ada@example.org")[0].recipient_id
+    with store.transaction() as tx:
+        tx.outbox.record_digest(ada, "daily", [paper], "d-first", INGEST)
+    with pytest.raises(Conflict), store.transaction() as tx:
+        tx.outbox.queue([NewMessage(ada, "email", "daily", "d-second", "s", {"key": "d-second-1"})], now=INGEST)
+        tx.outbox.record_digest(ada, "daily", [paper], "d-second", INGEST)
+    assert outbox(engine) == [] and [k for k, in _digest_keys(engine)] == ["d-first"]
+    with store.transaction() as tx:  # another cadence is another digest
+        tx.outbox.record_digest(ada, "weekly", [paper], "d-weekly", INGEST)
+
+
+def _digest_keys(engine: Engine) -> list[tuple[str]]:
+    with Session(engine) as session:
+        return [tuple(r) for r in session.execute(select(DigestItem.digest_key).distinct())]

@@ -625,3 +625,13 @@ def test_a_slash_command_kept_waiting_is_acknowledged_in_time_and_answered_later
         [late] = slack.hook_posts
     assert late.json["response_type"] == "in_channel" and "subscribed this channel" in late.json["text"]
     assert [s.query for s in subs_of(engine, "slack:C0123ABCD")] == ["diffusion"]
+
+
+def test_the_signing_key_is_made_once_and_kept(engine, tmp_path) -> None:
+    settings = Settings.load(env={"DIGESTBOT_DATABASE_URL": "sqlite://"}, dotenv_path=None)  # no secret key set
+    store = Store(engine)
+    first = signing_key(store, settings)
+    assert len(first) >= 40 and signing_key(store, settings) == first
+    with store.transaction() as tx:  # another process that made one too late keeps the first
+        assert tx.secrets.keep("signing_key", "made-meanwhile") == first
+    assert signing_key(store, settings_for(engine, tmp_path, DIGESTBOT_SECRET_KEY="configured")) == "configured"
