@@ -633,5 +633,5 @@ def test_the_signing_key_is_made_once_and_kept(engine, tmp_path) -> None:
     first = signing_key(store, settings)
     assert len(first) >= 40 and signing_key(store, settings) == first
     with store.transaction() as tx:  # another process that made one too late keeps the first
-        assert tx.secrets.keep("signing_key", "made-meanwhile") == first
+        assert tx.secrets.kept("signing_key", lambda: "made-meanwhile") == first
     assert signing_key(store, settings_for(engine, tmp_path, DIGESTBOT_SECRET_KEY="configured")) == "configured"

@@ -44,12 +44,8 @@ def signing_key(store: Store, settings: Settings) -> str:
     """DIGESTBOT_SECRET_KEY, or a random key made once and kept in the database."""
     if settings.secret_key:
         return settings.secret_key
-    with store.reading() as tx:
-        found = tx.secrets.get("signing_key")
-    if found is not None:
-        return found
-    with store.transaction() as tx:  # another process may make one at the same moment: the first is kept
-        return tx.secrets.keep("signing_key", secrets.token_urlsafe(32))
+    with store.transaction() as tx:
+        return tx.secrets.kept("signing_key", lambda: secrets.token_urlsafe(32))
 
 
 def digest_papers(store: Store, recipient_id: int, digest_key: str) -> list[Paper]:

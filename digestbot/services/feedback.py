@@ -94,7 +94,7 @@ def apply_sendgrid_events(store: Store, events: list, now: datetime) -> EventRep
         else:
             actionable.append(found)
     with store.reading() as tx:
-        known = tx.outbox.email_recipient_ids(sorted({a.address for a in actionable}))
+        known = tx.outbox.recipient_ids(sorted({a.address for a in actionable}), "email")
     todo = [a for a in actionable if a.address in known]
     report.ignored += len(actionable) - len(todo)
     if not todo:

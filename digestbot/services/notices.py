@@ -83,7 +83,7 @@ def send_manage_link(store: Store, notices: Notices, address: str, *, limit: int
     """Email the manage link to ``address`` if it is an email recipient with subscriptions (and
     under its daily limit); the caller answers the same either way."""
     with store.transaction() as tx:
-        recipient = tx.outbox.email_recipient(address)
+        recipient = tx.outbox.recipient_at(address, "email")
         if recipient is not None and subscriptions.recipient_subscriptions(legacy_session(tx), recipient.id) \
                 and not address_over_limit(tx, recipient.id, limit, now):
             notices.queue_manage_link(tx, recipient, now)

@@ -226,37 +226,44 @@ class Outbox(Repository):
         ))
 
     # ---- recipients, as delivery sees them ----
+    # Named as in the Subscriptions repository (the subscriptions helper's), which holds the same
+    # reads of the recipients table: at the merge, these go and the callers use tx.subscriptions.
 
     def recipient(self, recipient_id: int) -> Recipient | None:
         return self.session.get(Recipient, recipient_id) if 0 < recipient_id <= MAX_ID else None
 
-    def email_recipient(self, address: str) -> Recipient | None:
-        return self.session.scalar(select(Recipient).where(Recipient.address == address, Recipient.kind == "email"))
+    def recipient_at(self, address: str, kind: str | None = None) -> Recipient | None:
+        """The recipient with this (normalised) address, of this kind if given."""
+        statement = select(Recipient).where(Recipient.address == address)
+        if kind is not None:
+            statement = statement.where(Recipient.kind == kind)
+        return self.session.scalar(statement)
 
-    def email_recipient_ids(self, addresses: Sequence[str]) -> dict[str, int]:
-        """The id of each of ``addresses`` that is a stored email recipient."""
+    def recipient_for(self, address: str, kind: str, now: datetime) -> Recipient:
+        """The recipient with this address, added first if there is none (the admin, for alerts)."""
+        row = self.recipient_at(address)
+        if row is None:
+            row = Recipient(address=address, kind=kind, created_at=now)
+            self.session.add(row)
+            self.session.flush()
+        return row
+
+    def recipient_ids(self, addresses: list[str], kind: str | None = None) -> dict[str, int]:
+        """address → id, for those of ``addresses`` that are stored (of this kind if given)."""
         found: dict[str, int] = {}
         for start in range(0, len(addresses), 500):
-            found.update(self.session.execute(
-                select(Recipient.address, Recipient.id)
-                .where(Recipient.address.in_(addresses[start:start + 500]), Recipient.kind == "email")
-            ).all())
+            statement = select(Recipient.address, Recipient.id).where(Recipient.address.in_(addresses[start:start + 500]))
+            if kind is not None:
+                statement = statement.where(Recipient.kind == kind)
+            found.update(self.session.execute(statement).all())
         return found
 
-    def recipients(self, ids: Sequence[int]) -> dict[int, Recipient]:
+    def recipients(self, ids: list[int]) -> dict[int, Recipient]:
+        """id → recipient, for those of ``ids`` that are stored."""
         found: dict[int, Recipient] = {}
         for start in range(0, len(ids), 500):
             found.update((r.id, r) for r in self.session.scalars(
                 select(Recipient).where(Recipient.id.in_(ids[start:start + 500]))))
-        return found
-
-    def recipient_for(self, address: str, kind: str, now: datetime) -> Recipient:
-        """The recipient with this address, made if there is none yet (the admin, for alerts)."""
-        found = self.session.scalar(select(Recipient).where(Recipient.address == address))
-        if found is None:
-            found = Recipient(address=address, kind=kind, created_at=now)
-            self.session.add(found)
-            self.session.flush()
         return found
 
     # ---- admin alerts ----

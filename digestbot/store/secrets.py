@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from sqlalchemy import select
+
 from digestbot.store.db import insert_ignoring_duplicates
 from digestbot.store.models import Secret
 from digestbot.store.repository import Repository
@@ -10,14 +14,14 @@ from digestbot.store.repository import Repository
 class Secrets(Repository):
     """SQL for values digestbot makes once and keeps (the link-signing key)."""
 
-    def get(self, name: str) -> str | None:
-        found = self.session.get(Secret, name)
-        return found.value if found is not None else None
+    def kept(self, name: str, make: Callable[[], str]) -> str:
+        """The value kept under ``name``, made by ``make`` and kept first if there is none.
 
-    def keep(self, name: str, value: str) -> str:
-        """Store ``value`` under ``name`` unless a value is there already; the value kept.
-
-        When two processes make one at the same moment, the first stored is everyone's.
+        Two processes making one at once both get the first one kept (the other insert is ignored).
         """
-        self.session.execute(insert_ignoring_duplicates(self.dialect, Secret).values(name=name, value=value))
-        return self.get(name)
+        statement = select(Secret.value).where(Secret.name == name)
+        value = self.session.scalar(statement)
+        if value is None:
+            self.session.execute(insert_ignoring_duplicates(self.dialect, Secret).values(name=name, value=make()))
+            value = self.session.scalar(statement)
+        return value
