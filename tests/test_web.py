@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import re
+import shutil
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,7 +31,7 @@ from digestbot.services.digests import DigestBuilder, signing_key
 from digestbot.services.ingest import ingest_paths
 from digestbot.services.subscriptions import subscribe
 from digestbot.settings import Settings
-from digestbot.store import OutboxMessage, Recipient, Store, Subscription
+from digestbot.store import OutboxMessage, Recipient, Store, Subscription, connect, migrate
 from digestbot.web import create_app
 
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -543,6 +544,23 @@ def test_healthz_and_the_security_headers(client) -> None:
     assert page.headers["Referrer-Policy"] == "no-referrer" and page.headers["X-Frame-Options"] == "DENY"
     assert page.headers["Cache-Control"] == "no-store"
     assert "HttpOnly" in page.headers["Set-Cookie"] and "Secure" in page.headers["Set-Cookie"]
+
+
+def test_healthz_says_when_the_database_cannot_be_reached(tmp_path) -> None:
+    folder = tmp_path / "db"
+    folder.mkdir()
+    url = f"sqlite:///{folder / 'digestbot.db'}"
+    engine = connect(url)
+    migrate(engine)
+    settings = Settings.load(env={"DIGESTBOT_DATABASE_URL": url, "DIGESTBOT_OUTBOX_DIR": str(tmp_path / "outbox")},
+                             dotenv_path=None)
+    client = create_app(settings, engine, send_in_background=False).test_client()
+    assert client.get("/healthz").get_json()["status"] == "ok"
+    engine.dispose()
+    shutil.rmtree(folder)  # SQLite cannot open a file in a folder that is gone
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "unavailable", "error": "database unreachable"}
 
 
 def test_no_token_or_secret_reaches_the_log(client, engine, caplog) -> None:
