@@ -76,7 +76,7 @@ from digestbot.core.matcher import Batch, QueryIndex  # noqa: E402
 from digestbot.core.query import parse_query  # noqa: E402
 from digestbot.core.text import raw_words  # noqa: E402
 from digestbot.core.tokens import LinkSigner  # noqa: E402
-from digestbot.render import Links, Renderer, Sender  # noqa: E402
+from digestbot.render import Links, Renderer, Sender, mail_domain  # noqa: E402
 from digestbot.services.delivery import OutboxSender  # noqa: E402
 from digestbot.services.digests import DigestBuilder  # noqa: E402
 from digestbot.services.ingest import ingest_paths  # noqa: E402
@@ -217,7 +217,7 @@ def measure_render(work: Workload, readers: list[dict], sample_size: int) -> tup
     signer = LinkSigner(settings.secret_key, settings.base_url)
     sender = Sender(settings.from_email, settings.from_name, settings.postal_address)
     renderer = Renderer()
-    domain = settings.from_email.rpartition("@")[2]
+    domain = mail_domain(settings.from_email)
 
     jobs = []  # prepared beforehand: what the builder reads from the database and signs
     sub_id = 1
@@ -239,7 +239,8 @@ def measure_render(work: Workload, readers: list[dict], sample_size: int) -> tup
         digest = compose(recipient=address, cadence="daily", matched=matched, slot_local=slot,
                          max_papers=settings.digest_max_papers, paper_url=settings.paper_url)
         key = f"{digest_key}-1"
-        return digest, renderer.email(digest, links, sender, key=key, message_id=f"<{key}@{domain}>")
+        return digest, renderer.email(digest, links, sender, key=key, message_id=f"<{key}@{domain}>",
+                                       max_bytes=settings.max_email_bytes)
 
     # Compile the templates, then start from empty memo caches, as a freshly started process does.
     render_email(jobs[0])
@@ -331,7 +332,7 @@ def measure_build(work: Workload, readers: list[dict], workdir: Path) -> dict:
         if any(f.status != "ingested" for f in ingested.files):
             raise SystemExit(f"build: ingest failed: {[f.as_json() for f in ingested.files]}")
 
-        builder = DigestBuilder(engine, settings)
+        builder = DigestBuilder(Store(engine), settings)
         start, start_cpu = time.perf_counter(), time.process_time()
         built = builder.build_due(DUE)
         seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
@@ -381,7 +382,7 @@ def queue_emails(engine, payloads: list[tuple[str, str]]) -> None:
         ids = dict(session.execute(select(Recipient.address, Recipient.id)).all())
         rows = []
         for n, (key, payload) in enumerate(payloads):
-            rows.append({"recipient_id": ids[f"reader{n:05d}@example.org"], "channel": "email", "cadence": "daily",
+            rows.append({"recipient_id": ids[f"reader{n:05d}@example.org"], "channel": "email", "kind": "daily",
                          "digest_key": key.removesuffix("-1"), "part": 1, "subject": json.loads(payload)["subject"],
                          "payload": payload, "status": "pending", "attempts": 0, "next_attempt_at": now,
                          "created_at": now})
@@ -402,7 +403,7 @@ def measure_delivery(payloads: list[tuple[str, str]], db: Database, latency: flo
         url = ours.recv()
         settings = Settings(**SETTINGS, database_url=db.url, outbox_dir=workdir / "outbox", email_backend="sendgrid",
                             sendgrid_api_key="SG.bench", sendgrid_api_host=url, send_workers=workers)
-        sender = OutboxSender(db.engine, channels_for(settings), settings)
+        sender = OutboxSender(Store(db.engine), channels_for(settings), settings)
         start, start_cpu = time.perf_counter(), time.process_time()
         report = sender.send_all()
         seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu

@@ -17,8 +17,8 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
+from digestbot.clock import utcnow
 from digestbot.core.query import parse_query
 from digestbot.core.schedule import CADENCES, parse_schedule
 from digestbot.errors import DigestbotError, NotFound, UsageError
@@ -189,8 +189,7 @@ def _or_dash(value) -> str:
 @pass_app
 def status(app: App, as_json: bool) -> None:
     """Papers and dump files in the store, the last ingest, and files that failed."""
-    with Session(app.engine) as session:
-        summary = store_status(session)
+    summary = store_status(app.store, utcnow())
     if as_json:
         emit_json(summary)
         return
@@ -337,7 +336,7 @@ NOW_YEARS = (1970, 9998)
 
 def _when(value: str | None) -> datetime:
     if value is None:
-        return datetime.now(UTC)
+        return utcnow()
     try:
         parsed = datetime.fromisoformat(value)
         parsed = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
@@ -360,7 +359,7 @@ def _when(value: str | None) -> datetime:
 def digest(app: App, cadence: str | None, recipient: str | None, now_text: str | None, dry_run: bool,
            as_json: bool) -> None:
     """Build every digest due now (or at --now) into the outbox."""
-    built = DigestBuilder(app.engine, app.settings).build_due(_when(now_text), cadence, recipient, dry_run)
+    built = DigestBuilder(app.store, app.settings).build_due(_when(now_text), cadence, recipient, dry_run)
     if as_json:
         emit_json({"dry_run": dry_run, "digests": [b.as_json() for b in built]})
         return
@@ -378,7 +377,7 @@ def send(app: App, as_json: bool) -> None:
     """Deliver what waits in the outbox, retrying transient errors. Exit 1 if a message failed."""
     from digestbot.channels import channels_for  # the SDKs load only when something is sent
 
-    sender = OutboxSender(app.engine, channels_for(app.settings), app.settings)
+    sender = OutboxSender(app.store, channels_for(app.settings), app.settings)
     report = sender.send_all()
     if as_json:
         emit_json(report.as_json())
@@ -392,7 +391,7 @@ def send(app: App, as_json: bool) -> None:
 
 
 def _outbox_json(row) -> dict:
-    return {"id": row.id, "recipient": row.recipient_id, "channel": row.channel, "cadence": row.cadence,
+    return {"id": row.id, "recipient": row.recipient_id, "channel": row.channel, "cadence": row.kind,
             "subject": row.subject, "part": row.part, "status": row.status, "attempts": row.attempts,
             "next_attempt_at": row.next_attempt_at.isoformat(), "last_error": row.last_error,
             "sent_at": row.sent_at.isoformat() if row.sent_at else None, "provider_id": row.provider_id}
@@ -408,9 +407,8 @@ def outbox(ctx: click.Context, status: str | None, limit: int, as_json: bool) ->
     if ctx.invoked_subcommand is not None:
         return
     app: App = ctx.obj
-    with Session(app.engine) as session:
-        rows = [_outbox_json(r) for r in outbox_rows(session, status, limit)]
-        counts = outbox_counts(session)
+    rows = [_outbox_json(r) for r in outbox_rows(app.store, status, limit)]
+    counts = outbox_counts(app.store)
     if as_json:
         emit_json(rows)
         return
@@ -427,8 +425,7 @@ def outbox(ctx: click.Context, status: str | None, limit: int, as_json: bool) ->
 @pass_app
 def outbox_retry(app: App, message_id: int) -> None:
     """Put failed message MESSAGE_ID back in line."""
-    with Session(app.engine) as session, session.begin():
-        retry(session, message_id, datetime.now(UTC))
+    retry(app.store, message_id, utcnow())
     out.print(f"outbox message {message_id} is pending again; deliver with 'digestbot send'")
 
 
@@ -444,7 +441,7 @@ def outbox_retry(app: App, message_id: int) -> None:
 def preview(app: App, recipient: str, fmt: str | None, cadence: str | None, now_text: str | None,
             output: Path | None) -> None:
     """Render what RECIPIENT would get from its pending matches, without queuing anything."""
-    found = DigestBuilder(app.engine, app.settings).preview(recipient, _when(now_text), cadence)
+    found = DigestBuilder(app.store, app.settings).preview(recipient, _when(now_text), cadence)
     if found is None:
         raise NotFound(f"nothing to preview: {recipient} has no papers waiting for a digest")
     row, _, payloads = found

@@ -17,25 +17,24 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from digestbot.channels import channels_for
+from digestbot.clock import Clock, utcnow
 from digestbot.services import leases
 from digestbot.services.delivery import OutboxSender
 from digestbot.services.digests import DigestBuilder
 from digestbot.services.health import queue_admin_alerts
 from digestbot.services.ingest import dump_limits
+from digestbot.services.jobs import record_run
 from digestbot.services.matching import SubscriptionMatcher
 from digestbot.services.watch import Watcher
 from digestbot.settings import Settings
-from digestbot.store import Store
-from digestbot.store.models import JobRun
+from digestbot.store import Engine, Store
 
 log = logging.getLogger("digestbot")
 
@@ -44,21 +43,17 @@ LEASE_TTL = timedelta(seconds=20)
 RENEW_EVERY = 5.0  # seconds; well inside the TTL
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class Bot:
     """The jobs, each a thin call into a service, recorded in ``job_runs``."""
 
-    def __init__(self, engine: Engine, settings: Settings, clock: Callable[[], datetime] = utcnow) -> None:
-        self.engine = engine
+    def __init__(self, store: Store, settings: Settings, clock: Clock = utcnow) -> None:
+        self.store = store
         self.settings = settings
         self.clock = clock
         self.watcher = Watcher(settings.watch_dir, settings.settle_seconds, dump_limits(settings),
                                matcher=SubscriptionMatcher())  # one per bot, kept between passes
-        self.builder = DigestBuilder(engine, settings, clock=clock)
-        self.sender = OutboxSender(engine, channels_for(settings), settings, clock=clock)
+        self.builder = DigestBuilder(store, settings, clock=clock)
+        self.sender = OutboxSender(store, channels_for(settings), settings, clock=clock)
         self._delivery_lock = threading.Lock()  # the watch and deliver jobs both send
 
     def _record(self, job: str, action: Callable[[], str]) -> None:
@@ -69,11 +64,7 @@ class Bot:
         except Exception as exc:  # a job must never kill the scheduler; say what happened
             status, error = "failed", f"{exc.__class__.__name__}: {exc}".splitlines()[0]
             log.error("%s failed: %s", job, error, exc_info=log.isEnabledFor(logging.DEBUG))
-        with Session(self.engine) as session, session.begin():
-            row = session.get(JobRun, job) or JobRun(job=job)
-            row.last_started_at, row.last_finished_at = started, self.clock()
-            row.last_status, row.last_error, row.summary = status, error, summary
-            session.add(row)
+        record_run(self.store, job, started, self.clock(), status, error, summary)
 
     # ---- the jobs ----
 
@@ -82,7 +73,7 @@ class Bot:
         self._record("watch", lambda: self._watch(sleep))
 
     def _watch(self, sleep: Callable[[float], None] | None = None) -> str:
-        report = self.watcher.scan(Store(self.engine), self.clock(), sleep)
+        report = self.watcher.scan(self.store, self.clock(), sleep)
         for f in report.files:
             if f.status == "ingested":
                 log.info("ingested %s: %d new, %d updated, %d unchanged, %d matches",
@@ -118,7 +109,7 @@ class Bot:
         return f"{report.sent} sent, {report.failed} failed, {report.retrying} waiting"
 
     def health(self) -> None:
-        self._record("health", lambda: f"{queue_admin_alerts(self.engine, self.settings, self.clock())} alert(s)")
+        self._record("health", lambda: f"{queue_admin_alerts(self.store, self.settings, self.clock())} alert(s)")
 
     def run_once(self, sleep: Callable[[float], None] | None = None) -> None:
         """Every job once, in pipeline order (for cron and CI). ``sleep``: lets the watch pass wait
@@ -135,12 +126,12 @@ class Bot:
 def _schedule(bot: Bot, settings: Settings) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
     poll = settings.poll_seconds
-    scheduler.add_job(bot.watch, IntervalTrigger(seconds=poll), id="watch", next_run_time=datetime.now(UTC),
+    scheduler.add_job(bot.watch, IntervalTrigger(seconds=poll), id="watch", next_run_time=utcnow(),
                       misfire_grace_time=int(max(poll, 30)))
     # Every minute: a digest due at 08:00 local goes out in the minute after 08:00.
     scheduler.add_job(bot.digests, CronTrigger(second=5), id="digests", misfire_grace_time=120)
     scheduler.add_job(bot.deliver, IntervalTrigger(seconds=10), id="deliver", misfire_grace_time=60)
-    scheduler.add_job(bot.health, IntervalTrigger(minutes=5), id="health", next_run_time=datetime.now(UTC),
+    scheduler.add_job(bot.health, IntervalTrigger(minutes=5), id="health", next_run_time=utcnow(),
                       misfire_grace_time=600)
     return scheduler
 
@@ -156,24 +147,25 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 def run(engine: Engine, settings: Settings, *, once: bool = False) -> int:
     """Lead (or wait to lead) and run the jobs until SIGTERM/SIGINT; returns the exit code."""
+    store = Store(engine)
     holder = f"run-{uuid.uuid4().hex[:12]}"
     stop = threading.Event()
     _stop_on_signals(stop)
-    bot = Bot(engine, settings)
+    bot = Bot(store, settings)
     if once:
-        if not leases.acquire(engine, LEASE_NAME, holder, utcnow(), LEASE_TTL):
+        if not leases.acquire(store, LEASE_NAME, holder, utcnow(), LEASE_TTL):
             log.error("another digestbot run leads; not running --once beside it")
             return 1
         try:
             bot.run_once(sleep=time.sleep)
         finally:
-            leases.release(engine, LEASE_NAME, holder)
+            leases.release(store, LEASE_NAME, holder)
         return 0
 
     scheduler: BackgroundScheduler | None = None
     announced_standby = False
     while not stop.is_set():
-        leading = leases.acquire(engine, LEASE_NAME, holder, utcnow(), LEASE_TTL)
+        leading = leases.acquire(store, LEASE_NAME, holder, utcnow(), LEASE_TTL)
         if leading and scheduler is None:
             log.info("leading as %s; watching %s every %gs", holder, settings.watch_dir, settings.poll_seconds)
             scheduler = _schedule(bot, settings)
@@ -189,7 +181,7 @@ def run(engine: Engine, settings: Settings, *, once: bool = False) -> int:
     bot.stop()
     if scheduler is not None:
         scheduler.shutdown(wait=True)  # let running jobs finish; claimed rows are marked or released
-        leases.release(engine, LEASE_NAME, holder)
+        leases.release(store, LEASE_NAME, holder)
     log.info("stopped")
     return 0
 
@@ -198,7 +190,7 @@ def work(engine: Engine, settings: Settings) -> int:
     """Delivery only, beside one `digestbot run` (any number of these on PostgreSQL)."""
     stop = threading.Event()
     _stop_on_signals(stop)
-    sender = OutboxSender(engine, channels_for(settings), settings)
+    sender = OutboxSender(Store(engine), channels_for(settings), settings)
     log.info("delivering from the outbox as %s", sender.worker)
     while not stop.is_set():
         report = sender.send_all(wait_for_retries=0)

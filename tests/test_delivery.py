@@ -95,7 +95,7 @@ def queue(engine: Engine, sample: Path, settings: Settings, subscriptions: list[
                   private_webhooks=settings.allow_private_webhooks)
     report = ingest_paths(Store(engine), [sample], now=INGEST, settle_seconds=0, matcher=SubscriptionMatcher())
     assert report.files[0].status == "ingested"
-    built = DigestBuilder(engine, dataclasses.replace(settings, digest_max_papers=max_papers)).build_due(DUE)
+    built = DigestBuilder(Store(engine), dataclasses.replace(settings, digest_max_papers=max_papers)).build_due(DUE)
     assert len(built) == len({r for r, _ in subscriptions})
     return built
 
@@ -106,7 +106,7 @@ def rows(engine: Engine) -> list[OutboxMessage]:
 
 
 def sender(engine: Engine, settings: Settings) -> OutboxSender:
-    return OutboxSender(engine, channels_for(settings), settings)
+    return OutboxSender(Store(engine), channels_for(settings), settings)
 
 
 # ====================================================================== SendGrid
@@ -187,8 +187,7 @@ def test_a_refused_email_fails_with_the_reason_and_retry_puts_it_back(sqlite_eng
     assert row.status == "failed" and SENDGRID_REASON in row.last_error
     assert SENDGRID_REASON in report.errors[0]["error"] and report.errors[0]["id"] == row.id
 
-    with Session(sqlite_engine) as session, session.begin():  # `digestbot outbox retry ID`
-        retry(session, row.id, datetime.now(UTC))
+    retry(Store(sqlite_engine), row.id, datetime.now(UTC))  # `digestbot outbox retry ID`
     [row] = rows(sqlite_engine)
     assert (row.status, row.attempts, row.last_error) == ("pending", 0, None)
 
@@ -197,8 +196,8 @@ def test_a_refused_email_fails_with_the_reason_and_retry_puts_it_back(sqlite_eng
     assert len(fake_sendgrid.requests) == 2
     [row] = rows(sqlite_engine)
     assert row.status == "sent"
-    with Session(sqlite_engine) as session, pytest.raises(UsageError):
-        retry(session, row.id, datetime.now(UTC))  # a sent message is not sent again
+    with pytest.raises(UsageError):
+        retry(Store(sqlite_engine), row.id, datetime.now(UTC))  # a sent message is not sent again
 
 
 def test_transient_errors_beyond_the_attempts_fail(sqlite_engine, sample, tmp_path, fake_sendgrid) -> None:
@@ -225,7 +224,7 @@ def test_a_message_left_by_a_dead_worker_is_released_and_sent(engine, sample, tm
         session.execute(update(OutboxMessage).where(OutboxMessage.id == busy.id).values(
             status="sending", claimed_at=now - timedelta(seconds=30), claimed_by="w-alive", attempts=1))
 
-    assert release_stale(engine, now) == 1  # only the one past its lease
+    assert release_stale(Store(engine), now) == 1  # only the one past its lease
     assert {r.id: r.status for r in rows(engine)} == {dead.id: "pending", busy.id: "sending"}
 
     report = sender(engine, settings).send_all()
@@ -318,7 +317,7 @@ def fill_outbox(engine: Engine, count: int, payload: dict, spread: float) -> Non
         recipient_id = session.execute(select(OutboxMessage.recipient_id)).scalar()
         session.add_all(
             OutboxMessage(
-                recipient_id=recipient_id, channel="email", cadence="daily", digest_key=f"dconc-{i:03d}", part=1,
+                recipient_id=recipient_id, channel="email", kind="daily", digest_key=f"dconc-{i:03d}", part=1,
                 subject=payload["subject"], payload=json.dumps(payload | {"key": f"dconc-{i:03d}-1"}),
                 status="pending", attempts=0, next_attempt_at=now + timedelta(seconds=spread * i / count),
                 created_at=now,

@@ -11,12 +11,14 @@ import json
 import os
 import re
 import shutil
+import threading
+import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from conftest import SAMPLES
@@ -28,7 +30,9 @@ from digestbot.services.ingest import ingest_paths
 from digestbot.services.matching import SubscriptionMatcher
 from digestbot.services.subscriptions import subscribe
 from digestbot.settings import Settings
-from digestbot.store import DigestItem, Match, OutboxMessage, Paper, Recipient, Store, Subscription
+from digestbot.store import (
+    Conflict, DigestItem, Match, NewMessage, OutboxMessage, Paper, Recipient, Store, Subscription,
+)
 
 NAMES = sorted(p.name for p in SAMPLES.iterdir())
 T0 = datetime(2025, 12, 1, 6, 0, tzinfo=UTC)  # a Monday; subscriptions are made at T0
@@ -307,7 +311,7 @@ def test_daily_digest_is_due_only_after_its_local_time_and_built_once_per_window
     ingest(engine, dumps / NAMES[0])
     expected = matched_ids(engine, sid)
     assert expected
-    builder = DigestBuilder(engine, settings(tmp_path))
+    builder = DigestBuilder(Store(engine), settings(tmp_path))
 
     assert builder.build_due(utc(2025, 12, 1, 6, 59)) == []  # 07:59 local
     assert outbox(engine) == []
@@ -334,7 +338,7 @@ def test_daily_digest_is_due_only_after_its_local_time_and_built_once_per_window
 def test_digest_after_a_downtime_is_caught_up_once(engine, dumps, tmp_path) -> None:
     sid = sub(engine, "ada@example.org", "transformer")
     ingest(engine, dumps / NAMES[0])
-    builder = DigestBuilder(engine, settings(tmp_path))
+    builder = DigestBuilder(Store(engine), settings(tmp_path))
 
     built = builder.build_due(utc(2025, 12, 5, 12, 0))  # four missed 08:00 windows
     assert len(built) == 1
@@ -359,7 +363,7 @@ def test_a_paper_matched_by_two_subscriptions_appears_once_with_both_labels(engi
     union = matched_ids(engine, dit) | matched_ids(engine, diffusion)
     assert both and union - both  # the samples give both kinds
 
-    builder = DigestBuilder(engine, settings(tmp_path, digest_max_papers=500))
+    builder = DigestBuilder(Store(engine), settings(tmp_path, digest_max_papers=500))
     [built] = builder.build_due(utc(2025, 12, 1, 8, 0))
     assert built.papers == len(union)
     assert built.subject == f'{len(union)} new papers on "DiT" and 1 more · Dec 1'
@@ -397,7 +401,7 @@ def modified_dump(original: Path, target: Path) -> tuple[Path, list[str]]:
 def test_a_recipient_never_gets_the_same_paper_twice_in_a_cadence(engine, dumps, tmp_path) -> None:
     sub(engine, "ada@example.org", "diffusion")
     ingest(engine, dumps / NAMES[0])
-    builder = DigestBuilder(engine, settings(tmp_path, digest_max_papers=500))
+    builder = DigestBuilder(Store(engine), settings(tmp_path, digest_max_papers=500))
     [first] = builder.build_due(utc(2025, 12, 1, 8, 0))
     first_papers = {p for _, _, p in items(engine, first.digest_key)}
     assert first.papers == len(first_papers) > 0
@@ -439,7 +443,7 @@ def test_instant_alerts_are_one_message_per_recipient_per_build(engine, dumps, t
     b1 = sub(engine, "bob@example.org", "3d", cadence="instant")
     sub(engine, "ada@example.org", "transformer")  # daily: not due at 06:45
     ingest(engine, dumps / NAMES[0])
-    builder = DigestBuilder(engine, settings(tmp_path, digest_max_papers=500))
+    builder = DigestBuilder(Store(engine), settings(tmp_path, digest_max_papers=500))
 
     built = builder.build_due(utc(2025, 12, 1, 6, 45))
     assert sorted((b.recipient, b.cadence) for b in built) == [("ada@example.org", "instant"),
@@ -448,7 +452,7 @@ def test_instant_alerts_are_one_message_per_recipient_per_build(engine, dumps, t
     assert by_recipient["ada@example.org"].papers == len(matched_ids(engine, a1, a2))
     assert by_recipient["bob@example.org"].papers == len(matched_ids(engine, b1))
     assert len(outbox(engine)) == 2
-    assert all(r.cadence == "instant" and r.channel == "email" for r in outbox(engine))
+    assert all(r.kind == "instant" and r.channel == "email" for r in outbox(engine))
 
     assert builder.build_due(utc(2025, 12, 1, 6, 46), cadence="instant") == []  # nothing new
     ingest(engine, dumps / NAMES[1], now=utc(2025, 12, 1, 6, 50))
@@ -462,7 +466,7 @@ def test_instant_alerts_are_one_message_per_recipient_per_build(engine, dumps, t
 def test_dry_run_queues_nothing(engine, dumps, tmp_path) -> None:
     sid = sub(engine, "ada@example.org", "diffusion")
     ingest(engine, dumps / NAMES[0])
-    builder = DigestBuilder(engine, settings(tmp_path))
+    builder = DigestBuilder(Store(engine), settings(tmp_path))
     [would] = builder.build_due(utc(2025, 12, 1, 8, 0), dry_run=True)
     assert would.papers == len(matched_ids(engine, sid))
     assert outbox(engine) == [] and items(engine) == []
@@ -480,7 +484,7 @@ def test_a_suspended_recipient_gets_nothing(engine, dumps, tmp_path) -> None:
     with Session(engine) as session, session.begin():
         session.execute(update(Recipient).where(Recipient.address == "ada@example.org")
                         .values(suspended_at=utc(2025, 12, 1, 7, 0)))
-    builder = DigestBuilder(engine, settings(tmp_path))
+    builder = DigestBuilder(Store(engine), settings(tmp_path))
     built = builder.build_due(utc(2025, 12, 1, 8, 0))
     assert [b.recipient for b in built] == ["bob@example.org"]
     with Session(engine) as session:
@@ -495,12 +499,12 @@ def test_slack_recipients_get_one_outbox_row_per_slack_message(engine, dumps, tm
     ingest(engine, dumps / NAMES[0])
     papers = len(matched_ids(engine, sid))
     assert papers > 24  # more than fit in 50 blocks at two blocks a paper
-    builder = DigestBuilder(engine, settings(tmp_path, digest_max_papers=500))
+    builder = DigestBuilder(Store(engine), settings(tmp_path, digest_max_papers=500))
     [built] = builder.build_due(utc(2025, 12, 1, 8, 0))
     rows = outbox(engine)
     assert built.messages == len(rows) >= 3
     assert [r.part for r in rows] == list(range(1, len(rows) + 1))
-    assert {(r.channel, r.digest_key, r.cadence) for r in rows} == {("slack", built.digest_key, "daily")}
+    assert {(r.channel, r.digest_key, r.kind) for r in rows} == {("slack", built.digest_key, "daily")}
     payloads = [json.loads(r.payload) for r in rows]
     assert [p["key"] for p in payloads] == [f"{built.digest_key}-{n}" for n in range(1, len(rows) + 1)]
     assert {p["channel"] for p in payloads} == {"#papers"}
@@ -513,7 +517,7 @@ def test_weekly_digest_is_due_on_its_local_weekday(engine, dumps, tmp_path) -> N
     sid = sub(engine, "ada@example.org", "diffusion", cadence="weekly", at="09:00", day="mon", tz="Europe/Berlin",
               now=utc(2025, 12, 2, 10, 0))
     ingest(engine, dumps / NAMES[0], now=utc(2025, 12, 2, 11, 0))
-    builder = DigestBuilder(engine, settings(tmp_path))
+    builder = DigestBuilder(Store(engine), settings(tmp_path))
     assert builder.build_due(utc(2025, 12, 7, 20, 0)) == []  # Sunday
     assert builder.build_due(utc(2025, 12, 8, 7, 59)) == []  # Monday 08:59 local
     [built] = builder.build_due(utc(2025, 12, 8, 8, 0))  # Monday 09:00 local
@@ -526,7 +530,7 @@ def test_preview_returns_payloads_without_writing_rows(engine, dumps, tmp_path) 
     sid = sub(engine, "ada@example.org", "diffusion")
     slack = sub(engine, "slack:#papers", "diffusion")
     ingest(engine, dumps / NAMES[0])
-    builder = DigestBuilder(engine, settings(tmp_path, postal_address="1 Main St, Springfield"))
+    builder = DigestBuilder(Store(engine), settings(tmp_path, postal_address="1 Main St, Springfield"))
 
     found = builder.preview("ada@example.org", utc(2025, 12, 1, 7, 0))  # before it is even due
     assert found is not None
@@ -546,3 +550,57 @@ def test_preview_returns_payloads_without_writing_rows(engine, dumps, tmp_path) 
     assert builder.preview("nobody@example.org", utc(2025, 12, 1, 7, 0)) is None
     # The real build still has everything to send.
     assert len(builder.build_due(utc(2025, 12, 1, 8, 0))) == 2
+
+
+def test_a_digest_another_process_is_building_is_not_queued_twice(engine, dumps, tmp_path) -> None:
+    sid = sub(engine, "ada@example.org", "diffusion")
+    ingest(engine, dumps / NAMES[0])
+    papers = matched_ids(engine, sid)
+    with Session(engine) as session:
+        ada = session.scalar(select(Recipient.id).where(Recipient.address == "ada@example.org"))
+    builder = DigestBuilder(Store(engine), settings(tmp_path))
+    outcome: dict = {}
+
+    def build() -> None:
+        try:
+            outcome["built"] = builder.build_due(utc(2025, 12, 1, 8, 0))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            outcome["error"] = exc
+
+    # The other process has written its digest's items and not committed yet: on PostgreSQL this
+    # build writes the same items, waits, and then meets the other's (a conflict: it queues
+    # nothing); on SQLite it waits for the write lock and finds the papers already sent.
+    with engine.connect() as other:
+        other.begin()
+        other.execute(insert(DigestItem), [
+            {"recipient_id": ada, "cadence": "daily", "paper_id": p, "digest_key": "d-other", "created_at": INGEST}
+            for p in papers])
+        thread = threading.Thread(target=build)
+        thread.start()
+        time.sleep(1.0)
+        other.commit()
+    thread.join(60)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["built"] == [] and outbox(engine) == []
+    assert {p for _, _, p in items(engine)} == papers and {k for k, in _digest_keys(engine)} == {"d-other"}
+
+
+def test_digest_items_recorded_twice_are_a_conflict_that_undoes_the_transaction(store, engine, dumps) -> None:
+    sid = sub(engine, "ada@example.org", "diffusion")
+    ingest(engine, dumps / NAMES[0])
+    paper = min(matched_ids(engine, sid))
+    with store.reading() as tx:
+        ada = tx.subscriptions.digest_subscriptions(address="ada@example.org")[0].recipient_id
+    with store.transaction() as tx:
+        tx.outbox.record_digest(ada, "daily", [paper], "d-first", INGEST)
+    with pytest.raises(Conflict), store.transaction() as tx:
+        tx.outbox.queue([NewMessage(ada, "email", "daily", "d-second", "s", {"key": "d-second-1"})], now=INGEST)
+        tx.outbox.record_digest(ada, "daily", [paper], "d-second", INGEST)
+    assert outbox(engine) == [] and [k for k, in _digest_keys(engine)] == ["d-first"]
+    with store.transaction() as tx:  # another cadence is another digest
+        tx.outbox.record_digest(ada, "weekly", [paper], "d-weekly", INGEST)
+
+
+def _digest_keys(engine: Engine) -> list[tuple[str]]:
+    with Session(engine) as session:
+        return [tuple(r) for r in session.execute(select(DigestItem.digest_key).distinct())]

@@ -344,7 +344,7 @@ def test_a_built_digest_is_bounded_by_the_setting_and_written_with_raw_headers(e
     report = ingest_paths(Store(engine), [copy_samples(tmp_path / "dumps", MTIME)], now=T0, settle_seconds=0,
                           matcher=SubscriptionMatcher())
     assert report.files
-    [built] = DigestBuilder(engine, settings).build_due(DUE)
+    [built] = DigestBuilder(Store(engine), settings).build_due(DUE)
     assert built.papers > 40  # far more than 50 KB can show
 
     with Session(engine) as session:
@@ -355,7 +355,7 @@ def test_a_built_digest_is_bounded_by_the_setting_and_written_with_raw_headers(e
     assert 5 < shown < built.papers
     assert f"...and {built.papers - shown} more papers: https://digest.example.com/digests/" in payload["text"]
 
-    assert OutboxSender(engine, channels_for(settings), settings).send_all().sent == 1
+    assert OutboxSender(Store(engine), channels_for(settings), settings).send_all().sent == 1
     [eml] = (tmp_path / "outbox" / "email").glob("*.eml")
     raw = eml.read_bytes()
     lines = raw.split(b"\n")

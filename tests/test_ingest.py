@@ -533,12 +533,11 @@ def test_one_file_is_one_transaction(postgres_url, dumps):
 
 
 def test_status_of_an_empty_store(engine):
-    with Session(engine) as session:
-        assert store_status(session, NOW) == {
-            "papers": 0, "newest_paper_seen": None, "dump_files": {"ingested": 0, "failed": 0},
-            "last_ingest": None, "failed_files": [], "jobs": {},
-            "outbox": {"pending": 0, "sending": 0, "sent": 0, "failed": 0}, "next_digests": [],
-        }
+    assert store_status(Store(engine), NOW) == {
+        "papers": 0, "newest_paper_seen": None, "dump_files": {"ingested": 0, "failed": 0},
+        "last_ingest": None, "failed_files": [], "jobs": {},
+        "outbox": {"pending": 0, "sending": 0, "sent": 0, "failed": 0}, "next_digests": [],
+    }
     assert recent_papers(Store(engine), 5) == []
 
 
@@ -547,8 +546,7 @@ def test_status_after_ingest_with_a_failure(engine, dumps):
     broken = write(dumps / "zz_broken.bin", b"\x00\x01\x02binary")
     later = NOW + timedelta(hours=1)
     ingest(engine, dumps / NAMES[4], broken, now=later)
-    with Session(engine) as session:
-        status = store_status(session)
+    status = store_status(Store(engine), NOW)
     assert status["papers"] == 342
     assert status["newest_paper_seen"] == later.isoformat()
     assert status["dump_files"] == {"ingested": 5, "failed": 1}
@@ -566,8 +564,7 @@ def test_failed_files_newest_first(engine, tmp_path):
     second = write(tmp_path / "b.txt", b"\xff\xfe\x00")
     ingest(engine, second, now=NOW)
     ingest(engine, first, now=NOW + timedelta(minutes=5))
-    with Session(engine) as session:
-        failed = store_status(session)["failed_files"]
+    failed = store_status(Store(engine), NOW)["failed_files"]
     assert [f["path"] for f in failed] == [str(first), str(second)]
     assert all(f["error"] for f in failed)
 

@@ -175,8 +175,7 @@ def test_links_out_of_a_folder_are_refused_without_quoting_their_target(engine, 
     rows = failed_rows(engine)
     assert set(rows) == {str(folder / n) for n in ("passwd", "sneaky", "dangling")}
     assert not any("root:x" in row.error for row in rows.values())
-    with Session(engine) as session:
-        assert "root:x" not in str(store_status(session, NOW)["failed_files"])
+    assert "root:x" not in str(store_status(Store(engine), NOW)["failed_files"])
 
     # Named on the command line, a link is followed (the user named it), to a regular file only.
     named = tmp_path / "named-link"
@@ -197,8 +196,8 @@ def test_an_unreadable_file_is_recorded_and_told_to_the_admin(engine, tmp_path):
     assert report.files[1].status == "ingested"
     assert str(mem) in failed_rows(engine)
     admin = Settings(admin="admin@example.org", watch_dir=tmp_path)
-    with Session(engine) as session:
-        alerts = pending_alerts(session, admin, NOW)
+    with Store(engine).reading() as tx:
+        alerts = pending_alerts(tx, admin, NOW)
     assert [subject for _, subject, _ in alerts] == [f"digestbot: a dump file failed: {mem}"]
 
 
@@ -556,7 +555,7 @@ def test_run_once_ingests_a_future_mtime(engine, tmp_path):
                         email_backend="file", slack_backend="file", secret_key="test")
     future_file(settings.watch_dir)
     waits = []
-    Bot(engine, settings, clock=lambda: NOW).run_once(sleep=waits.append)
+    Bot(Store(engine), settings, clock=lambda: NOW).run_once(sleep=waits.append)
     assert waits == [2.0]
     assert [(r.status, r.new) for r in dump_rows(engine)] == [("ingested", NEW[0])]
 

@@ -171,9 +171,9 @@ def test_an_old_query_with_a_line_break_still_gets_its_digest_with_a_one_line_su
     dumps = sorted(copy_samples(tmp_path / "dumps", (NOW - timedelta(days=30)).timestamp()).iterdir())
     ingest_paths(Store(engine), dumps, now=NOW + timedelta(minutes=30), settle_seconds=0, matcher=SubscriptionMatcher())
     settings = quiet_settings(tmp_path, DIGESTBOT_EMAIL_BACKEND="file")
-    [built] = DigestBuilder(engine, settings).build_due(NOW + timedelta(hours=2))
+    [built] = DigestBuilder(Store(engine), settings).build_due(NOW + timedelta(hours=2))
     assert built.papers > 0 and '"diffusion model"' in built.subject and built.subject.isprintable()
-    report = OutboxSender(engine, channels_for(settings), settings).send_all()
+    report = OutboxSender(Store(engine), channels_for(settings), settings).send_all()
     assert (report.sent, report.failed) == (1, 0), report.errors
     [eml] = (tmp_path / "outbox" / "email").glob("*.eml")
     [subject] = [line for line in eml.read_text().splitlines() if line.startswith("Subject:")]
@@ -187,8 +187,8 @@ def test_a_dump_file_name_with_a_line_break_still_reaches_the_admin(engine, tmp_
     report = ingest_paths(Store(engine), [bad], now=NOW, settle_seconds=0, matcher=SubscriptionMatcher())
     assert report.files[0].status == "failed"
     settings = quiet_settings(tmp_path, DIGESTBOT_EMAIL_BACKEND="file", DIGESTBOT_ADMIN="admin@example.org")
-    assert queue_admin_alerts(engine, settings, NOW) == 1
-    report = OutboxSender(engine, channels_for(settings), settings).send_all()
+    assert queue_admin_alerts(Store(engine), settings, NOW) == 1
+    report = OutboxSender(Store(engine), channels_for(settings), settings).send_all()
     assert (report.sent, report.failed) == (1, 0), report.errors
     [eml] = (tmp_path / "outbox" / "email").glob("*.eml")
     message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
@@ -300,7 +300,7 @@ def test_no_token_in_any_log_record(engine, tmp_path) -> None:
         tokens = [confirm.rpartition("/")[2]]
         client.get(confirm)
         manage = client.post(confirm, data={"csrf": csrf_of(client)}).headers["Location"]
-        signer = LinkSigner(signing_key(engine, quiet_settings(tmp_path)), "https://digest.example.org")
+        signer = LinkSigner(signing_key(Store(engine), quiet_settings(tmp_path)), "https://digest.example.org")
         with Session(engine) as session:
             sub = session.scalar(select(Subscription))
         unsubscribe_path = signer.unsubscribe_url(sub.recipient_id, [sub.id]).removeprefix(signer.base_url)
@@ -477,7 +477,7 @@ def stored_subscription(engine, tmp_path: Path, cadence: str = "daily") -> tuple
     """A subscription of ada@example.org (diffusion, 08:00 UTC) and its manage token."""
     sub, _ = subscribe(Store(engine), "ada@example.org", "diffusion", schedule=parse_schedule(cadence), now=NOW)
     sub_id, recipient_id = sub.id, sub.recipient_id
-    signer = LinkSigner(signing_key(engine, quiet_settings(tmp_path)), "https://digest.example.org")
+    signer = LinkSigner(signing_key(Store(engine), quiet_settings(tmp_path)), "https://digest.example.org")
     return sub_id, signer.token("manage", {"r": recipient_id})
 
 

@@ -170,7 +170,7 @@ OLD = T0 - timedelta(days=30)
 def test_watch_ingests_complete_files_and_defers_one_still_being_written(engine, tmp_path) -> None:
     settings = make_settings(tmp_path, settle_seconds=5.0)
     clock = Clock(T0)
-    bot = Bot(engine, settings, clock=clock)
+    bot = Bot(Store(engine), settings, clock=clock)
     folder = settings.watch_dir
     full = (SAMPLES / NAMES[1]).read_bytes()
 
@@ -215,7 +215,7 @@ def test_watch_defers_by_the_injected_clock_not_the_wall_clock(engine, tmp_path)
     mtime = utc(2026, 1, 10, 12, 0)
     drop(settings.watch_dir, NAMES[0], mtime)
     clock = Clock(mtime + timedelta(seconds=29))
-    bot = Bot(engine, settings, clock=clock)
+    bot = Bot(Store(engine), settings, clock=clock)
     bot.watch()
     assert dump_rows(engine) == []
     clock.set(mtime + timedelta(seconds=31))
@@ -232,7 +232,7 @@ def test_instant_alert_right_after_the_watch_pass_that_brought_matches_and_only_
     alice = sub(engine, "alice@example.org", "diffusion", T0)
     channel = sub(engine, "slack:#ml-papers", "video", T0)
     weekly = sub(engine, "bob@example.org", "diffusion", T0, cadence="weekly")  # never an instant alert
-    bot = Bot(engine, settings, clock=clock)
+    bot = Bot(Store(engine), settings, clock=clock)
 
     bot.watch()  # an empty folder: nothing to say
     assert eml_files(settings) == [] and slack_files(settings) == []
@@ -250,7 +250,7 @@ def test_instant_alert_right_after_the_watch_pass_that_brought_matches_and_only_
     assert posted and all(body["channel"] == "#ml-papers" for body in posted)
     assert sorted(t for body in posted for t in slack_titles(body)) == sorted(expected_channel)
     assert [r.status for r in outbox(engine)] == ["sent"] * (1 + len(posted))
-    assert {r.cadence for r in outbox(engine)} == {"instant"}
+    assert {r.kind for r in outbox(engine)} == {"instant"}
 
     # More passes, the other jobs, a later time: nothing is sent again.
     for minutes in (61, 62, 120):
@@ -291,7 +291,7 @@ def test_instant_alert_right_after_the_watch_pass_that_brought_matches_and_only_
 def daily_digests(engine: Engine) -> list[tuple[str, str]]:
     """(digest_key, subject) of every daily digest queued, in order."""
     seen: dict[str, str] = {}
-    for row in outbox(engine, cadence="daily"):
+    for row in outbox(engine, kind="daily"):
         seen.setdefault(row.digest_key, row.subject)
     return list(seen.items())
 
@@ -323,7 +323,7 @@ def test_daily_digest_at_0800_berlin_across_the_autumn_dst_change_and_after_a_do
     created = utc(2026, 10, 23, 12, 0)
     clock = Clock(created)
     sid = sub(engine, "ada@example.org", "diffusion", created, cadence="daily", at="08:00", tz="Europe/Berlin")
-    bot = Bot(engine, settings, clock=clock)
+    bot = Bot(Store(engine), settings, clock=clock)
     saved = utc(2026, 10, 1)  # mtime of the dropped files: long settled
 
     ingest_at = clock.set(utc(2026, 10, 23, 20, 0)).now
@@ -365,7 +365,7 @@ def test_daily_digest_at_0800_berlin_across_the_autumn_dst_change_and_after_a_do
 
     restarted = utc(2026, 10, 31, 9, 30)
     clock.set(restarted)
-    bot = Bot(engine, settings, clock=clock)  # a new process
+    bot = Bot(Store(engine), settings, clock=clock)  # a new process
     bot.watch()
     fourth_batch = matched_ids(engine, sid, at=restarted)
     assert third_batch and fourth_batch
@@ -391,7 +391,7 @@ def test_daily_digest_at_0800_berlin_across_the_spring_dst_change(engine, tmp_pa
     created = utc(2027, 3, 26, 12, 0)
     clock = Clock(created)
     sid = sub(engine, "ada@example.org", "diffusion", created, cadence="daily", at="08:00", tz="Europe/Berlin")
-    bot = Bot(engine, settings, clock=clock)
+    bot = Bot(Store(engine), settings, clock=clock)
 
     clock.set(utc(2027, 3, 26, 20, 0))
     drop(settings.watch_dir, NAMES[0], utc(2027, 3, 1))
@@ -419,7 +419,7 @@ def test_job_runs_record_every_job_with_status_ok_and_a_summary(engine, tmp_path
     drop(settings.watch_dir, NAMES[0], OLD)
     drop(settings.watch_dir, "zz-broken.txt", OLD, data=b"this is not a dump\n")
     clock.set(T0 + timedelta(minutes=1))
-    Bot(engine, settings, clock=clock).run_once()
+    Bot(Store(engine), settings, clock=clock).run_once()
 
     matches = len(matched_ids(engine, alice))
     assert matches
@@ -440,7 +440,7 @@ def test_a_failing_job_is_recorded_as_failed_and_the_other_jobs_still_run(engine
     # An honest failure: the database loses the outbox table under the bot (then gets it back).
     settings = make_settings(tmp_path)
     clock = Clock(T0)
-    bot = Bot(engine, settings, clock=clock)
+    bot = Bot(Store(engine), settings, clock=clock)
     with engine.begin() as connection:
         connection.execute(text("ALTER TABLE outbox RENAME TO outbox_away"))
     try:
@@ -470,7 +470,7 @@ def test_an_unreachable_sendgrid_is_a_transient_error_not_a_failed_job(engine, t
                              send_timeout=5.0)
     clock = Clock(T0)
     sub(engine, "alice@example.org", "diffusion", T0)
-    bot = Bot(engine, settings, clock=clock)
+    bot = Bot(Store(engine), settings, clock=clock)
     clock.set(T0 + timedelta(minutes=1))
     drop(settings.watch_dir, NAMES[0], OLD)
     bot.watch()
@@ -492,33 +492,33 @@ TTL = timedelta(seconds=20)
 def test_lease_acquire_renew_expire_take_over_and_release(engine) -> None:
     t = utc(2026, 5, 1, 12, 0)
     s = timedelta(seconds=1)
-    assert leases.holder_of(engine, "scheduler", t) is None
-    assert leases.acquire(engine, "scheduler", "a", t, TTL)
-    assert not leases.acquire(engine, "scheduler", "b", t, TTL)  # two holders: only one wins
-    assert not leases.acquire(engine, "scheduler", "b", t + 19 * s, TTL)
-    assert leases.holder_of(engine, "scheduler", t + 19 * s) == "a"
+    assert leases.holder_of(Store(engine), "scheduler", t) is None
+    assert leases.acquire(Store(engine), "scheduler", "a", t, TTL)
+    assert not leases.acquire(Store(engine), "scheduler", "b", t, TTL)  # two holders: only one wins
+    assert not leases.acquire(Store(engine), "scheduler", "b", t + 19 * s, TTL)
+    assert leases.holder_of(Store(engine), "scheduler", t + 19 * s) == "a"
 
-    assert leases.acquire(engine, "scheduler", "a", t + 10 * s, TTL)  # renewed: now until t+30
-    assert not leases.acquire(engine, "scheduler", "b", t + 25 * s, TTL)  # would have expired at t+20
-    assert not leases.acquire(engine, "scheduler", "b", t + 30 * s, TTL)  # at the expiry instant: still a's
-    assert leases.holder_of(engine, "scheduler", t + 30 * s) == "a"
-    assert leases.holder_of(engine, "scheduler", t + 31 * s) is None  # expired, nobody holds it
+    assert leases.acquire(Store(engine), "scheduler", "a", t + 10 * s, TTL)  # renewed: now until t+30
+    assert not leases.acquire(Store(engine), "scheduler", "b", t + 25 * s, TTL)  # would have expired at t+20
+    assert not leases.acquire(Store(engine), "scheduler", "b", t + 30 * s, TTL)  # at the expiry instant: still a's
+    assert leases.holder_of(Store(engine), "scheduler", t + 30 * s) == "a"
+    assert leases.holder_of(Store(engine), "scheduler", t + 31 * s) is None  # expired, nobody holds it
 
-    assert leases.acquire(engine, "scheduler", "b", t + 31 * s, TTL)  # after expiry the other wins
-    assert leases.holder_of(engine, "scheduler", t + 32 * s) == "b"
-    assert not leases.acquire(engine, "scheduler", "a", t + 32 * s, TTL)  # and the old holder lost it
+    assert leases.acquire(Store(engine), "scheduler", "b", t + 31 * s, TTL)  # after expiry the other wins
+    assert leases.holder_of(Store(engine), "scheduler", t + 32 * s) == "b"
+    assert not leases.acquire(Store(engine), "scheduler", "a", t + 32 * s, TTL)  # and the old holder lost it
 
-    leases.release(engine, "scheduler", "a")  # not a's to give up: nothing changes
-    assert leases.holder_of(engine, "scheduler", t + 33 * s) == "b"
-    assert not leases.acquire(engine, "scheduler", "a", t + 33 * s, TTL)
+    leases.release(Store(engine), "scheduler", "a")  # not a's to give up: nothing changes
+    assert leases.holder_of(Store(engine), "scheduler", t + 33 * s) == "b"
+    assert not leases.acquire(Store(engine), "scheduler", "a", t + 33 * s, TTL)
 
-    leases.release(engine, "scheduler", "b")  # a clean shutdown
-    assert leases.holder_of(engine, "scheduler", t + 33 * s) is None
-    assert leases.acquire(engine, "scheduler", "a", t + 33 * s, TTL)  # at once, no waiting for expiry
-    assert leases.holder_of(engine, "scheduler", t + 34 * s) == "a"
+    leases.release(Store(engine), "scheduler", "b")  # a clean shutdown
+    assert leases.holder_of(Store(engine), "scheduler", t + 33 * s) is None
+    assert leases.acquire(Store(engine), "scheduler", "a", t + 33 * s, TTL)  # at once, no waiting for expiry
+    assert leases.holder_of(Store(engine), "scheduler", t + 34 * s) == "a"
 
     # Another name is another lease.
-    assert leases.acquire(engine, "other", "b", t + 34 * s, TTL)
+    assert leases.acquire(Store(engine), "other", "b", t + 34 * s, TTL)
     with Session(engine) as session:
         assert {(row.name, row.holder) for row in session.scalars(select(Lease))} == {("scheduler", "a"), ("other", "b")}
 
@@ -527,7 +527,7 @@ def test_lease_acquire_renew_expire_take_over_and_release(engine) -> None:
 def test_lease_contenders_at_the_same_moment_only_one_wins(engine, state) -> None:
     t = utc(2026, 5, 1, 12, 0)
     if state == "expired":
-        assert leases.acquire(engine, "scheduler", "old", t - timedelta(minutes=5), TTL)
+        assert leases.acquire(Store(engine), "scheduler", "old", t - timedelta(minutes=5), TTL)
     contenders = [f"run-{i}" for i in range(6)]
     barrier = threading.Barrier(len(contenders))
     won: dict[str, bool] = {}
@@ -536,7 +536,7 @@ def test_lease_contenders_at_the_same_moment_only_one_wins(engine, state) -> Non
     def contend(holder: str) -> None:
         try:
             barrier.wait()
-            won[holder] = leases.acquire(engine, "scheduler", holder, t, TTL)
+            won[holder] = leases.acquire(Store(engine), "scheduler", holder, t, TTL)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -548,7 +548,7 @@ def test_lease_contenders_at_the_same_moment_only_one_wins(engine, state) -> Non
     assert errors == []
     winners = [h for h, ok in won.items() if ok]
     assert len(won) == len(contenders) and len(winners) == 1, won
-    assert leases.holder_of(engine, "scheduler", t) == winners[0]
+    assert leases.holder_of(Store(engine), "scheduler", t) == winners[0]
 
 
 # ==================================================================================== health
@@ -606,9 +606,9 @@ def test_next_digests_lists_the_soonest_per_recipient_and_cadence(engine) -> Non
                         .values(suspended_at=created))
 
     now = utc(2026, 11, 18, 12, 0)  # a Wednesday
-    with Session(engine) as session:
-        found = next_digests(session, now)
-        first_two = next_digests(session, now, limit=2)
+    with Store(engine).reading() as tx:
+        found = next_digests(tx, now)
+        first_two = next_digests(tx, now, limit=2)
     assert found == [
         {"recipient": "slack:#ml", "cadence": "daily", "at": utc(2026, 11, 18, 23, 0).isoformat()},
         {"recipient": "ada@example.org", "cadence": "daily", "at": utc(2026, 11, 19, 6, 30).isoformat()},
@@ -618,24 +618,24 @@ def test_next_digests_lists_the_soonest_per_recipient_and_cadence(engine) -> Non
 
 
 def alert_rows(engine: Engine) -> list[OutboxMessage]:
-    return outbox(engine, cadence="alert")
+    return outbox(engine, kind="alert")
 
 
 @pytest.mark.parametrize("admin", ["ops@example.org", "slack:#ops"])
 def test_a_stale_pipeline_alerts_the_admin_once(engine, tmp_path, admin) -> None:
     settings = make_settings(tmp_path, admin=admin, stale_hours=36.0)
     clock = Clock(T0)
-    bot = Bot(engine, settings, clock=clock)
-    assert queue_admin_alerts(engine, settings, T0) == 0  # nothing ingested yet: nothing to call stale
+    bot = Bot(Store(engine), settings, clock=clock)
+    assert queue_admin_alerts(Store(engine), settings, T0) == 0  # nothing ingested yet: nothing to call stale
 
     drop(settings.watch_dir, NAMES[0], OLD)
     bot.watch()  # the last ingest is at T0
-    assert queue_admin_alerts(engine, settings, T0 + timedelta(hours=35)) == 0  # not stale yet
-    assert queue_admin_alerts(engine, settings, T0 + timedelta(hours=37)) == 1
-    assert queue_admin_alerts(engine, settings, T0 + timedelta(hours=37)) == 0  # once per problem
-    assert queue_admin_alerts(engine, settings, T0 + timedelta(hours=90)) == 0
-    with Session(engine) as session:
-        assert pending_alerts(session, settings, T0 + timedelta(hours=90)) == []
+    assert queue_admin_alerts(Store(engine), settings, T0 + timedelta(hours=35)) == 0  # not stale yet
+    assert queue_admin_alerts(Store(engine), settings, T0 + timedelta(hours=37)) == 1
+    assert queue_admin_alerts(Store(engine), settings, T0 + timedelta(hours=37)) == 0  # once per problem
+    assert queue_admin_alerts(Store(engine), settings, T0 + timedelta(hours=90)) == 0
+    with Store(engine).reading() as tx:
+        assert pending_alerts(tx, settings, T0 + timedelta(hours=90)) == []
     [row] = alert_rows(engine)
     assert row.channel == ("email" if "@" in admin else "slack")
     assert row.subject == "digestbot: no new dump for 37 hours"
@@ -660,7 +660,7 @@ def test_a_stale_pipeline_alerts_the_admin_once(engine, tmp_path, admin) -> None
     clock.set(T0 + timedelta(hours=100))
     drop(settings.watch_dir, NAMES[1], OLD)
     bot.watch()
-    assert queue_admin_alerts(engine, settings, T0 + timedelta(hours=101)) == 0
+    assert queue_admin_alerts(Store(engine), settings, T0 + timedelta(hours=101)) == 0
     clock.set(T0 + timedelta(hours=140))
     bot.health()
     assert job(engine, "health").summary == "1 alert(s)"
@@ -673,14 +673,14 @@ def test_a_stale_pipeline_alerts_the_admin_once(engine, tmp_path, admin) -> None
 def test_a_failed_file_alerts_the_admin_once(engine, tmp_path, admin) -> None:
     settings = make_settings(tmp_path, admin=admin)
     clock = Clock(T0)
-    bot = Bot(engine, settings, clock=clock)
+    bot = Bot(Store(engine), settings, clock=clock)
     drop(settings.watch_dir, NAMES[0], OLD)
     drop(settings.watch_dir, "broken.txt", OLD, data=b"\x00\x01 not a dump at all")
     bot.watch()
     assert [r.status for r in dump_rows(engine)] == ["ingested", "failed"]
 
-    assert queue_admin_alerts(engine, settings, T0) == 1
-    assert queue_admin_alerts(engine, settings, T0 + timedelta(minutes=5)) == 0  # called twice: queued once
+    assert queue_admin_alerts(Store(engine), settings, T0) == 1
+    assert queue_admin_alerts(Store(engine), settings, T0 + timedelta(minutes=5)) == 0  # called twice: queued once
     bot.health()
     assert job(engine, "health").summary == "0 alert(s)"
     [row] = alert_rows(engine)
@@ -689,7 +689,7 @@ def test_a_failed_file_alerts_the_admin_once(engine, tmp_path, admin) -> None:
         assert len(list(session.scalars(select(AdminAlert)))) == 1
 
     # The same broken file seen again by a new process: still one alert.
-    bot = Bot(engine, settings, clock=clock.set(T0 + timedelta(hours=1)))
+    bot = Bot(Store(engine), settings, clock=clock.set(T0 + timedelta(hours=1)))
     bot.run_once()
     assert len(alert_rows(engine)) == 1
     sent = eml_files(settings) if "@" in admin else slack_files(settings)
@@ -700,9 +700,9 @@ def test_a_failed_file_alerts_the_admin_once(engine, tmp_path, admin) -> None:
 def test_no_admin_means_no_alerts_queued(engine, tmp_path) -> None:
     settings = make_settings(tmp_path, admin="")
     drop(settings.watch_dir, "broken.txt", OLD, data=b"\x00 nope")
-    bot = Bot(engine, settings, clock=Clock(T0))
+    bot = Bot(Store(engine), settings, clock=Clock(T0))
     bot.watch()
-    assert queue_admin_alerts(engine, settings, T0 + timedelta(days=30)) == 0
+    assert queue_admin_alerts(Store(engine), settings, T0 + timedelta(days=30)) == 0
     assert alert_rows(engine) == []
-    with Session(engine) as session:
-        assert pending_alerts(session, settings, T0)  # the problem is there, just nobody to tell
+    with Store(engine).reading() as tx:
+        assert pending_alerts(tx, settings, T0)  # the problem is there, just nobody to tell

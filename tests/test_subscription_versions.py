@@ -83,7 +83,7 @@ def _import(w: World) -> None:
 def _sendgrid(kind: str) -> Callable[[World], None]:
     def act(w: World) -> None:
         event = {"event": kind, "email": "bob@example.org", "sg_event_id": f"{kind}-1", "reason": "550 unknown"}
-        report = apply_sendgrid_events(w.engine, [event], LATER)
+        report = apply_sendgrid_events(w.store, [event], LATER)
         assert report.as_json()["suspended" if kind == "bounce" else "unsubscribed"] == ["bob@example.org"]
     return act
 

@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import re
+import shutil
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,8 +32,7 @@ from digestbot.services.ingest import ingest_paths
 from digestbot.services.matching import SubscriptionMatcher
 from digestbot.services.subscriptions import subscribe
 from digestbot.settings import Settings
-from digestbot.store import Store
-from digestbot.store.models import OutboxMessage, Recipient, Subscription
+from digestbot.store import OutboxMessage, Recipient, Store, Subscription, connect, migrate
 from digestbot.web import create_app
 
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -66,7 +66,7 @@ def client(make_client):
 @pytest.fixture
 def signer(engine, tmp_path) -> LinkSigner:
     settings = settings_for(engine, tmp_path)
-    return LinkSigner(signing_key(engine, settings), settings.base_url)
+    return LinkSigner(signing_key(Store(engine), settings), settings.base_url)
 
 
 def csrf_of(client) -> str:
@@ -74,11 +74,11 @@ def csrf_of(client) -> str:
     return re.search(r'name="csrf" value="([^"]+)"', page.get_data(as_text=True)).group(1)
 
 
-def outbox(engine, cadence: str | None = None) -> list[OutboxMessage]:
+def outbox(engine, kind: str | None = None) -> list[OutboxMessage]:
     with Session(engine) as session:
         statement = select(OutboxMessage).order_by(OutboxMessage.id)
-        if cadence:
-            statement = statement.where(OutboxMessage.cadence == cadence)
+        if kind:
+            statement = statement.where(OutboxMessage.kind == kind)
         return list(session.scalars(statement))
 
 
@@ -136,7 +136,7 @@ def test_subscribing_queues_one_confirmation_and_nothing_else(client, engine) ->
     assert (sub.cadence, sub.send_at, sub.weekday, sub.timezone) == ("weekly", "07:30", "fri", "Europe/Paris")
     [message] = outbox(engine)
     payload = json.loads(message.payload)
-    assert (message.cadence, payload["to"]) == ("confirm", "ada@example.org")
+    assert (message.kind, payload["to"]) == ("confirm", "ada@example.org")
     assert "/confirm/" in payload["text"] and "/confirm/" in payload["html"]
     assert "List-Unsubscribe" not in payload["headers"]  # asked for, not a list message
 
@@ -144,9 +144,9 @@ def test_subscribing_queues_one_confirmation_and_nothing_else(client, engine) ->
 def test_an_unconfirmed_subscription_gets_no_digest(client, engine, tmp_path) -> None:
     subscribe_via_form(client)
     ingest_samples(engine, tmp_path, datetime.now(UTC) + timedelta(minutes=1))
-    builder = DigestBuilder(engine, settings_for(engine, tmp_path))
+    builder = DigestBuilder(Store(engine), settings_for(engine, tmp_path))
     assert builder.build_due(datetime.now(UTC) + timedelta(days=8)) == []
-    assert [m.cadence for m in outbox(engine)] == ["confirm"]
+    assert [m.kind for m in outbox(engine)] == ["confirm"]
 
 
 def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(client, engine) -> None:
@@ -239,7 +239,7 @@ def test_opening_the_confirmation_link_does_not_confirm_the_button_does(client, 
 def test_a_confirmed_subscription_gets_its_digest(client, engine, tmp_path) -> None:
     confirmed(client, engine)
     ingest_samples(engine, tmp_path, datetime.now(UTC) + timedelta(minutes=1))
-    built = DigestBuilder(engine, settings_for(engine, tmp_path)).build_due(datetime.now(UTC) + timedelta(days=8))
+    built = DigestBuilder(Store(engine), settings_for(engine, tmp_path)).build_due(datetime.now(UTC) + timedelta(days=8))
     assert [(b.recipient, b.cadence) for b in built] == [("ada@example.org", "weekly")]
 
 
@@ -398,7 +398,7 @@ def test_an_unsubscribe_token_cannot_stop_someone_elses_subscription(client, eng
 def test_the_see_all_link_lists_the_digests_papers(client, engine, signer, tmp_path) -> None:
     confirmed(client, engine)
     ingest_samples(engine, tmp_path, datetime.now(UTC) + timedelta(minutes=1))
-    [built] = DigestBuilder(engine, settings_for(engine, tmp_path, DIGESTBOT_DIGEST_MAX_PAPERS="1")
+    [built] = DigestBuilder(Store(engine), settings_for(engine, tmp_path, DIGESTBOT_DIGEST_MAX_PAPERS="1")
                             ).build_due(datetime.now(UTC) + timedelta(days=8))
     recipient_id = subs_of(engine, "ada@example.org")[0].recipient_id
     page = client.get(signer.digest_url(recipient_id, built.digest_key).removeprefix(signer.base_url))
@@ -472,7 +472,7 @@ def test_bounces_drops_and_spam_reports_suspend_and_fail_what_is_queued(client, 
     confirmed(client, engine, email="eve@example.org")  # leaves a sent-or-pending confirmation for eve
     with Session(engine) as session, session.begin():
         ada = session.scalar(select(Recipient).where(Recipient.address == "ada@example.org"))
-        session.add(OutboxMessage(recipient_id=ada.id, channel="email", cadence="daily", digest_key="k1", part=1,
+        session.add(OutboxMessage(recipient_id=ada.id, channel="email", kind="daily", digest_key="k1", part=1,
                                   subject="s", payload="{}", status="pending", attempts=0,
                                   next_attempt_at=datetime.now(UTC), created_at=datetime.now(UTC)))
     events = [
@@ -506,7 +506,7 @@ def test_suspended_recipients_get_no_digest(client, engine, tmp_path) -> None:
     confirmed(client, engine)
     client.post(EVENTS, json=[{"email": "ada@example.org", "event": "spamreport", "sg_event_id": "x"}])
     ingest_samples(engine, tmp_path, datetime.now(UTC) + timedelta(minutes=1))
-    assert DigestBuilder(engine, settings_for(engine, tmp_path)).build_due(datetime.now(UTC) + timedelta(days=8)) == []
+    assert DigestBuilder(Store(engine), settings_for(engine, tmp_path)).build_due(datetime.now(UTC) + timedelta(days=8)) == []
 
 
 def test_signed_events_are_checked_when_a_key_is_configured(engine, make_client) -> None:
@@ -547,6 +547,23 @@ def test_healthz_and_the_security_headers(client) -> None:
     assert "HttpOnly" in page.headers["Set-Cookie"] and "Secure" in page.headers["Set-Cookie"]
 
 
+def test_healthz_says_when_the_database_cannot_be_reached(tmp_path) -> None:
+    folder = tmp_path / "db"
+    folder.mkdir()
+    url = f"sqlite:///{folder / 'digestbot.db'}"
+    engine = connect(url)
+    migrate(engine)
+    settings = Settings.load(env={"DIGESTBOT_DATABASE_URL": url, "DIGESTBOT_OUTBOX_DIR": str(tmp_path / "outbox")},
+                             dotenv_path=None)
+    client = create_app(settings, engine, send_in_background=False).test_client()
+    assert client.get("/healthz").get_json()["status"] == "ok"
+    engine.dispose()
+    shutil.rmtree(folder)  # SQLite cannot open a file in a folder that is gone
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "unavailable", "error": "database unreachable"}
+
+
 def test_no_token_or_secret_reaches_the_log(client, engine, caplog) -> None:
     caplog.set_level(logging.INFO, logger="digestbot.web")
     manage = confirmed(client, engine)
@@ -557,7 +574,7 @@ def test_no_token_or_secret_reaches_the_log(client, engine, caplog) -> None:
     assert "GET /manage/<token> 200" in logged
     assert token not in logged and SLACK_SECRET not in logged
     page = client.get(manage).get_data(as_text=True)
-    assert SLACK_SECRET not in page and signing_key(engine, Settings.load(env={}, dotenv_path=None)) not in page
+    assert SLACK_SECRET not in page and signing_key(Store(engine), Settings.load(env={}, dotenv_path=None)) not in page
 
 
 def test_the_courier_writes_the_confirmation_to_the_outbox_at_once(engine, tmp_path) -> None:
@@ -627,3 +644,13 @@ def test_a_slash_command_kept_waiting_is_acknowledged_in_time_and_answered_later
         [late] = slack.hook_posts
     assert late.json["response_type"] == "in_channel" and "subscribed this channel" in late.json["text"]
     assert [s.query for s in subs_of(engine, "slack:C0123ABCD")] == ["diffusion"]
+
+
+def test_the_signing_key_is_made_once_and_kept(engine, tmp_path) -> None:
+    settings = Settings.load(env={"DIGESTBOT_DATABASE_URL": "sqlite://"}, dotenv_path=None)  # no secret key set
+    store = Store(engine)
+    first = signing_key(store, settings)
+    assert len(first) >= 40 and signing_key(store, settings) == first
+    with store.transaction() as tx:  # another process that made one too late keeps the first
+        assert tx.secrets.kept("signing_key", lambda: "made-meanwhile") == first
+    assert signing_key(store, settings_for(engine, tmp_path, DIGESTBOT_SECRET_KEY="configured")) == "configured"

@@ -201,33 +201,33 @@ def test_events_about_unknown_addresses_leave_no_rows(client, engine) -> None:
     assert seen_ids(engine) == 1
 
 
-def test_seen_event_ids_expire_in_small_batches(engine) -> None:
-    with Session(engine) as session, session.begin():
-        assert first_times(session, "sendgrid", ["a", "b", "a"], T0) == {"a", "b"}
-        assert first_times(session, "sendgrid", ["a", "c"], T0 + timedelta(hours=1)) == {"c"}
-        assert not first_time(session, "sendgrid", "b", T0 + SEEN_FOR - timedelta(minutes=1))  # a retry: still known
-        assert first_time(session, "slack", "b", T0)  # sources are kept apart
-    with Session(engine) as session, session.begin():
+def test_seen_event_ids_expire_in_small_batches(engine, store) -> None:
+    with store.transaction() as tx:
+        assert first_times(tx, "sendgrid", ["a", "b", "a"], T0) == {"a", "b"}
+        assert first_times(tx, "sendgrid", ["a", "c"], T0 + timedelta(hours=1)) == {"c"}
+        assert not first_time(tx, "sendgrid", "b", T0 + SEEN_FOR - timedelta(minutes=1))  # a retry: still known
+        assert first_time(tx, "slack", "b", T0)  # sources are kept apart
+    with store.transaction() as tx:
         # Recording a new id forgets those older than SEEN_FOR: a and b (both sources), not c, an hour younger.
-        assert first_time(session, "sendgrid", "d", T0 + SEEN_FOR + timedelta(minutes=1))
-        left = set(session.execute(select(WebhookEvent.source, WebhookEvent.event_id)).all())
+        assert first_time(tx, "sendgrid", "d", T0 + SEEN_FOR + timedelta(minutes=1))
+        left = set(tx.session.execute(select(WebhookEvent.source, WebhookEvent.event_id)).all())
         assert left == {("sendgrid", "c"), ("sendgrid", "d")}
-        assert first_time(session, "sendgrid", "a", T0 + SEEN_FOR + timedelta(minutes=2))  # forgotten: new again
+        assert first_time(tx, "sendgrid", "a", T0 + SEEN_FOR + timedelta(minutes=2))  # forgotten: new again
 
     with Session(engine) as session, session.begin():
         session.add_all(WebhookEvent(source="sendgrid", event_id=f"old{i}", received_at=T0 - timedelta(seconds=i))
                         for i in range(250))
     later = T0 + SEEN_FOR + timedelta(minutes=30)
-    with Session(engine) as session, session.begin():
-        assert forget_seen_events(session, later, limit=100) == 100
+    with store.transaction() as tx:
+        assert forget_seen_events(tx, later, limit=100) == 100
         # The oldest go first.
-        assert session.scalar(select(func.max(WebhookEvent.received_at))
-                              .where(WebhookEvent.event_id.like("old%"))) == T0 - timedelta(seconds=0)
-        assert session.scalar(select(func.min(WebhookEvent.received_at))
-                              .where(WebhookEvent.event_id.like("old%"))) == T0 - timedelta(seconds=149)
+        assert tx.session.scalar(select(func.max(WebhookEvent.received_at))
+                                 .where(WebhookEvent.event_id.like("old%"))) == T0 - timedelta(seconds=0)
+        assert tx.session.scalar(select(func.min(WebhookEvent.received_at))
+                                 .where(WebhookEvent.event_id.like("old%"))) == T0 - timedelta(seconds=149)
     deleted = []
-    with Session(engine) as session, session.begin():
-        while batch := forget_seen_events(session, later, limit=100):
+    with store.transaction() as tx:
+        while batch := forget_seen_events(tx, later, limit=100):
             deleted.append(batch)
     assert deleted == [100, 50]
     assert seen_ids(engine) == 3  # c, d and a: within SEEN_FOR of `later`

@@ -1,10 +1,9 @@
 """Deliver the outbox: claim rows, send them through their channel, record the outcome.
 
-Claims are atomic: on PostgreSQL ``FOR UPDATE SKIP LOCKED`` inside an ``UPDATE … RETURNING``
-(so several `digestbot send` processes never take the same row), on SQLite the same UPDATE
-under ``BEGIN IMMEDIATE``. A row is marked sent right after the provider accepts it (in a short
-transaction shared with the rows that finished at the same moment, see ``Outcomes``): a message
-can repeat only if the process dies in between. A row left ``sending`` by a dead process is
+Claims are atomic (see ``Outbox.claim``: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several
+`digestbot send` processes never take the same row). A row is marked sent right after the
+provider accepts it (in a short transaction shared with the rows that finished at the same
+moment, see ``Outcomes``): a message can repeat only if the process dies in between. A row left ``sending`` by a dead process is
 released after a lease and sent again.
 """
 
@@ -19,23 +18,17 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-
-from sqlalchemy import Engine, bindparam, func, or_, select, update
-from sqlalchemy.orm import Session, aliased
+from datetime import datetime, timedelta
 
 from digestbot.channels.base import Channel, PermanentDeliveryError, TransientDeliveryError
+from digestbot.clock import Clock, utcnow
 from digestbot.errors import NotFound, UsageError
 from digestbot.settings import Settings
-from digestbot.store.models import OutboxMessage
+from digestbot.store import OutboxMessage, Store
 
 LEASE = timedelta(minutes=10)  # a row 'sending' longer than this belongs to a dead process
 MAX_DELAY = 15 * 60.0
 CLAIM_BATCH = 200
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -56,52 +49,17 @@ def backoff(attempt: int, base: float, retry_after: float | None = None) -> floa
     return max(delay, retry_after or 0.0)
 
 
-def release_stale(engine: Engine, now: datetime) -> int:
+def release_stale(store: Store, now: datetime) -> int:
     """Rows claimed by a process that died: back to pending."""
-    with Session(engine) as session, session.begin():
-        result = session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.status == "sending", OutboxMessage.claimed_at < now - LEASE)
-            .values(status="pending", claimed_at=None, claimed_by=None)
-        )
-        return result.rowcount or 0
+    with store.transaction() as tx:
+        return tx.outbox.release_stale(now, LEASE)
 
 
-def claim(engine: Engine, worker: str, now: datetime, limit: int = CLAIM_BATCH,
-          cadences: tuple[str, ...] | None = None) -> list[OutboxMessage]:
-    """Atomically take up to ``limit`` due pending rows (of these cadences only, if given) for this worker."""
-    earlier = aliased(OutboxMessage)
-    # The parts of a Slack digest go out in order, even across workers: a part is claimable
-    # only once every earlier part of its digest is sent or has failed for good.
-    waiting_for_earlier_part = (
-        select(earlier.id)
-        .where(earlier.digest_key == OutboxMessage.digest_key, earlier.part < OutboxMessage.part,
-               earlier.status.in_(("pending", "sending")))
-        .exists()
-    )
-    # A first part waits for nothing: saying so spares the check for every email and most Slack
-    # messages. (Without it, a PostgreSQL planner that has no statistics yet for a freshly built
-    # outbox ran the check for every pending row before taking the first ones: quadratic.)
-    due = (
-        select(OutboxMessage.id)
-        .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now,
-               or_(OutboxMessage.part == 1, ~waiting_for_earlier_part))
-        .order_by(OutboxMessage.id).limit(limit)
-        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite serialises writers instead
-    )
-    if cadences is not None:
-        due = due.where(OutboxMessage.cadence.in_(cadences))
-    with Session(engine, expire_on_commit=False) as session, session.begin():
-        ids = list(session.scalars(
-            update(OutboxMessage)
-            .where(OutboxMessage.id.in_(due.scalar_subquery()), OutboxMessage.status == "pending")
-            .values(status="sending", claimed_at=now, claimed_by=worker, attempts=OutboxMessage.attempts + 1)
-            .returning(OutboxMessage.id)
-        ))
-        if not ids:
-            return []
-        rows = list(session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(ids)).order_by(OutboxMessage.id)))
-    return rows
+def claim(store: Store, worker: str, now: datetime, limit: int = CLAIM_BATCH,
+          kinds: tuple[str, ...] | None = None) -> list[OutboxMessage]:
+    """Atomically take up to ``limit`` due pending rows (of these kinds only, if given) for this worker."""
+    with store.transaction() as tx:
+        return tx.outbox.claim(worker, now, limit, kinds)
 
 
 class Outcomes:
@@ -116,8 +74,8 @@ class Outcomes:
     handler, which sleeps and polls (1, 2, 5, 10… ms) while the write lock is taken.
     """
 
-    def __init__(self, engine: Engine, worker: str) -> None:
-        self.engine = engine
+    def __init__(self, store: Store, worker: str) -> None:
+        self.store = store
         self.worker = worker
         self._queue: list[_Outcome] = []
         self._queue_lock = threading.Lock()
@@ -142,20 +100,8 @@ class Outcomes:
             raise outcome.error
 
     def _commit(self, batch: list[_Outcome]) -> None:
-        table = OutboxMessage.__table__
-        shapes: dict[tuple[str, ...], list[dict]] = defaultdict(list)
-        for outcome in batch:
-            shapes[tuple(sorted(outcome.values))].append(
-                {"row_id": outcome.row_id, **{f"new_{k}": v for k, v in outcome.values.items()}})
-        with self.engine.begin() as connection:
-            for names, params in shapes.items():
-                connection.execute(
-                    update(table)
-                    .where(table.c.id == bindparam("row_id"), table.c.claimed_by == self.worker)
-                    .values(claimed_at=None, claimed_by=None,
-                            **{name: bindparam(f"new_{name}", type_=table.c[name].type) for name in names}),
-                    params,
-                )
+        with self.store.transaction() as tx:
+            tx.outbox.record_outcomes(self.worker, [(outcome.row_id, outcome.values) for outcome in batch])
 
 
 @dataclass(slots=True)
@@ -168,26 +114,26 @@ class _Outcome:
 class OutboxSender:
     """Drains the outbox through the channels, with a bounded pool of threads."""
 
-    def __init__(self, engine: Engine, channels: dict[str, Channel], settings: Settings,
-                 clock: Callable[[], datetime] = utcnow, sleep: Callable[[float], None] = time.sleep,
-                 cadences: tuple[str, ...] | None = None) -> None:
-        self.engine = engine
-        self.cadences = cadences  # only these outbox cadences (None: all)
+    def __init__(self, store: Store, channels: dict[str, Channel], settings: Settings,
+                 clock: Clock = utcnow, sleep: Callable[[float], None] = time.sleep,
+                 kinds: tuple[str, ...] | None = None) -> None:
+        self.store = store
+        self.kinds = kinds  # only messages of these kinds (None: all)
         self.channels = channels
         self.settings = settings
         self.clock = clock
         self.sleep = sleep
         self.worker = f"w-{uuid.uuid4().hex[:10]}"
-        self.outcomes = Outcomes(engine, self.worker)
+        self.outcomes = Outcomes(store, self.worker)
         self.stopping = threading.Event()
 
     def send_all(self, wait_for_retries: float = 60.0) -> SendReport:
         """Send everything due; retries due within ``wait_for_retries`` seconds are waited for."""
         report = SendReport()
-        release_stale(self.engine, self.clock())
+        release_stale(self.store, self.clock())
         with ThreadPoolExecutor(max_workers=self.settings.send_workers, thread_name_prefix="send") as pool:
             while not self.stopping.is_set():
-                rows = claim(self.engine, self.worker, self.clock(), cadences=self.cadences)
+                rows = claim(self.store, self.worker, self.clock(), kinds=self.kinds)
                 if rows:
                     # One lane per destination: the parts of a Slack digest go out in order and
                     # Slack's per-channel pace holds; emails are independent lanes.
@@ -206,18 +152,13 @@ class OutboxSender:
                 if wait is None or wait > wait_for_retries:
                     break
                 self.sleep(max(wait, 0.05))
-        with Session(self.engine) as session:
-            report.retrying = session.scalar(
-                select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status == "pending")
-            ) or 0
+        with self.store.reading() as tx:
+            report.retrying = tx.outbox.pending()
         return report
 
     def _next_retry_in(self) -> float | None:
-        statement = select(func.min(OutboxMessage.next_attempt_at)).where(OutboxMessage.status == "pending")
-        if self.cadences is not None:
-            statement = statement.where(OutboxMessage.cadence.in_(self.cadences))
-        with Session(self.engine) as session:
-            soonest = session.scalar(statement)
+        with self.store.reading() as tx:
+            soonest = tx.outbox.next_due(self.kinds)
         return None if soonest is None else (soonest - self.clock()).total_seconds()
 
     def _send_lanes(self, lanes: deque[list[OutboxMessage]], report: SendReport) -> None:
@@ -262,24 +203,24 @@ class OutboxSender:
             report.errors.append({"id": row.id, "channel": row.channel, "error": reason})
 
 
-def outbox_rows(session: Session, status: str | None = None, limit: int = 100) -> list[OutboxMessage]:
-    statement = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
-    if status is not None:
-        statement = statement.where(OutboxMessage.status == status)
-    return list(session.scalars(statement))
+def outbox_rows(store: Store, status: str | None = None, limit: int = 100) -> list[OutboxMessage]:
+    """The newest messages (of one status), newest first: `digestbot outbox`."""
+    with store.reading() as tx:
+        return tx.outbox.newest(status, limit)
 
 
-def outbox_counts(session: Session) -> dict[str, int]:
-    counts = dict(session.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all())
-    return {status: counts.get(status, 0) for status in ("pending", "sending", "sent", "failed")}
+def outbox_counts(store: Store) -> dict[str, int]:
+    with store.reading() as tx:
+        return tx.outbox.counts()
 
 
-def retry(session: Session, row_id: int, now: datetime) -> OutboxMessage:
+def retry(store: Store, row_id: int, now: datetime) -> OutboxMessage:
     """Put a failed (or pending) message back in line, now, with a fresh attempt count."""
-    row = session.get(OutboxMessage, row_id) if 0 < row_id < 2**63 else None  # SQLite cannot bind a larger one
-    if row is None:
-        raise NotFound(f"no outbox message with id {row_id}")
-    if row.status in ("sent", "sending"):
-        raise UsageError(f"outbox message {row_id} is {row.status}; only failed or pending ones can be retried")
-    row.status, row.attempts, row.next_attempt_at, row.last_error = "pending", 0, now, None
-    return row
+    with store.transaction() as tx:
+        row = tx.outbox.message(row_id)
+        if row is None:
+            raise NotFound(f"no outbox message with id {row_id}")
+        if row.status in ("sent", "sending"):
+            raise UsageError(f"outbox message {row_id} is {row.status}; only failed or pending ones can be retried")
+        tx.outbox.put_back(row, now)
+        return row

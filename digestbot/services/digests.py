@@ -3,20 +3,15 @@ recipient per cadence window, with the record of which papers it covers, in one 
 
 from __future__ import annotations
 
-import json
 import secrets
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, and_, exists, insert, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-
+from digestbot.clock import Clock, utcnow
 from digestbot.core.digest import Digest, PaperRef, SubscriptionRef, compose
 from digestbot.core.query import parse_stored_query
 from digestbot.core.recipients import parse_recipient
@@ -24,7 +19,7 @@ from digestbot.core.schedule import CADENCES, Schedule, latest_slot
 from digestbot.core.tokens import LinkSigner
 from digestbot.render import Links, Renderer, Sender, mail_domain
 from digestbot.settings import Settings
-from digestbot.store.models import DigestItem, Match, OutboxMessage, Paper, Recipient, Secret, Subscription
+from digestbot.store import Conflict, NewMessage, Paper, Recipient, Store, Subscription, Transaction
 
 
 # Queries are parsed for every digest of a run, and popular ones are shared by many readers.
@@ -45,55 +40,46 @@ class BuiltDigest:
                 "papers": self.papers, "messages": self.messages, "digest_key": self.digest_key}
 
 
-def signing_key(engine: Engine, settings: Settings) -> str:
+def signing_key(store: Store, settings: Settings) -> str:
     """DIGESTBOT_SECRET_KEY, or a random key made once and kept in the database."""
     if settings.secret_key:
         return settings.secret_key
-    try:
-        with Session(engine) as session, session.begin():
-            found = session.get(Secret, "signing_key")
-            if found is not None:
-                return found.value
-            session.add(Secret(name="signing_key", value=secrets.token_urlsafe(32)))
-    except IntegrityError:
-        pass  # another process made the key at the same moment: theirs is the one
-    with Session(engine) as session:
-        return session.get(Secret, "signing_key").value
+    with store.transaction() as tx:
+        return tx.secrets.kept("signing_key", lambda: secrets.token_urlsafe(32))
+
+
+def digest_papers(store: Store, recipient_id: int, digest_key: str) -> list[Paper]:
+    """The papers of one digest, for its page (the "see them all" link)."""
+    with store.reading() as tx:
+        return tx.outbox.digest_papers(recipient_id, digest_key)
 
 
 class DigestBuilder:
     """Everything needed to turn matches into rendered outbox rows."""
 
-    def __init__(self, engine: Engine, settings: Settings, renderer: Renderer | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self.engine = engine
+    def __init__(self, store: Store, settings: Settings, renderer: Renderer | None = None,
+                 clock: Clock = utcnow) -> None:
+        self.store = store
         self.clock = clock
         self.settings = settings
         self.renderer = renderer or Renderer()
-        self.signer = LinkSigner(signing_key(engine, settings), settings.base_url)
+        self.signer = LinkSigner(signing_key(store, settings), settings.base_url)
         self.sender = Sender(settings.from_email, settings.from_name, settings.postal_address)
 
     # ---- what is due ----
 
-    def due_groups(self, session: Session, now: datetime, cadence: str | None = None,
+    def due_groups(self, tx: Transaction, now: datetime, cadence: str | None = None,
                    recipient: str | None = None, *, force: bool = False, recipient_id: int | None = None,
                    ) -> dict[tuple[int, str], list[tuple[Subscription, datetime]]]:
         """(recipient id, cadence) → [(subscription, slot)] for subscriptions whose window has passed.
 
         ``force`` treats every subscription as due (for previews); ``recipient_id`` reads only
-        that recipient's subscriptions.
+        that recipient's subscriptions. Each subscription comes with its recipient loaded.
         """
-        statement = (select(Subscription).join(Subscription.recipient)
-                     .where(Subscription.active.is_(True), Recipient.suspended_at.is_(None)))
-        if cadence is not None:
-            statement = statement.where(Subscription.cadence == cadence)
-        if recipient is not None:
-            # A lookup: any stored address, whatever DIGESTBOT_ALLOW_PRIVATE_WEBHOOKS says now.
-            statement = statement.where(Recipient.address == parse_recipient(recipient, private_webhooks=True).address)
-        if recipient_id is not None:
-            statement = statement.where(Subscription.recipient_id == recipient_id)
+        # A lookup: any stored address, whatever DIGESTBOT_ALLOW_PRIVATE_WEBHOOKS says now.
+        address = parse_recipient(recipient, private_webhooks=True).address if recipient is not None else None
         groups: dict[tuple[int, str], list[tuple[Subscription, datetime]]] = defaultdict(list)
-        for sub in session.scalars(statement.order_by(Subscription.id)):
+        for sub in tx.subscriptions.digest_subscriptions(cadence=cadence, address=address, recipient_id=recipient_id):
             if sub.cadence == "instant":
                 slot = now
             else:
@@ -104,22 +90,12 @@ class DigestBuilder:
             groups[(sub.recipient_id, sub.cadence)].append((sub, slot))
         return groups
 
-    def pending(self, session: Session, recipient_id: int, cadence: str, subs: list[Subscription]
+    def pending(self, tx: Transaction, recipient_id: int, cadence: str, subs: list[Subscription]
                 ) -> dict[int, tuple[PaperRef, list[SubscriptionRef]]]:
         """Papers matched by these subscriptions and not yet in any digest of this cadence."""
         refs = {s.id: SubscriptionRef(s.id, s.name or s.query, _parsed_query(s.query)) for s in subs}
-        already = exists().where(and_(
-            DigestItem.recipient_id == recipient_id, DigestItem.cadence == cadence,
-            DigestItem.paper_id == Match.paper_id,
-        ))
-        rows = session.execute(
-            select(Match.subscription_id, Paper.id, Paper.title, Paper.abstract, Paper.authors_count,
-                   Paper.upvotes, Paper.published, Paper.first_seen)
-            .join(Paper, Paper.id == Match.paper_id)
-            .where(Match.subscription_id.in_(list(refs)), ~already)
-        ).all()
         found: dict[int, tuple[PaperRef, list[SubscriptionRef]]] = {}
-        for sub_id, *paper in rows:
+        for sub_id, *paper in tx.outbox.undigested(recipient_id, cadence, list(refs)):
             if paper[0] not in found:
                 found[paper[0]] = (PaperRef(*paper), [])
             found[paper[0]][1].append(refs[sub_id])
@@ -158,30 +134,30 @@ class DigestBuilder:
         """Queue every digest due at ``now``. Each digest is its own transaction."""
         if cadence is not None and cadence not in CADENCES:
             raise ValueError(cadence)
-        with Session(self.engine) as session:
-            keys = list(self.due_groups(session, now, cadence, recipient))
+        with self.store.reading() as tx:
+            keys = list(self.due_groups(tx, now, cadence, recipient))
         built = []
         for recipient_id, group_cadence in keys:
             try:
-                result = self._build_one(recipient_id, group_cadence, now, cadence, recipient, dry_run)
-            except IntegrityError:
+                result = self._build_one(recipient_id, group_cadence, now, recipient, dry_run)
+            except Conflict:
                 continue  # another process built this digest at the same moment
             if result is not None:
                 built.append(result)
         return built
 
-    def _build_one(self, recipient_id: int, cadence: str, now: datetime, cadence_filter: str | None,
-                   recipient_filter: str | None, dry_run: bool) -> BuiltDigest | None:
-        with Session(self.engine) as session, session.begin():
+    def _build_one(self, recipient_id: int, cadence: str, now: datetime, recipient_filter: str | None,
+                   dry_run: bool) -> BuiltDigest | None:
+        with self.store.transaction() as tx:
             # Re-read inside the transaction: the window may have been taken meanwhile. Only this
             # recipient's subscriptions: reading everyone's for every digest made a run quadratic.
-            group = self.due_groups(session, now, cadence, recipient_filter,
+            group = self.due_groups(tx, now, cadence, recipient_filter,
                                     recipient_id=recipient_id).get((recipient_id, cadence))
             if not group:
                 return None
             subs = [s for s, _ in group]
-            recipient = session.get(Recipient, recipient_id)
-            matched = self.pending(session, recipient_id, cadence, subs)
+            recipient = subs[0].recipient
+            matched = self.pending(tx, recipient_id, cadence, subs)
             digest = self.compose(recipient, cadence, group, matched) if matched else None
             if not dry_run:
                 for sub, slot in group:
@@ -194,34 +170,25 @@ class DigestBuilder:
             result = BuiltDigest(recipient.address, cadence, digest.subject, digest.total, len(payloads), digest_key)
             if dry_run:  # nothing was changed: the commit on leaving is empty
                 return result
-            # Bulk INSERTs (one statement each), not ORM objects: the unit of work was a good part
-            # of a digest's build time. An IntegrityError now comes from here instead of the commit.
-            session.execute(insert(DigestItem), [
-                {"recipient_id": recipient_id, "cadence": cadence, "paper_id": paper_id, "digest_key": digest_key,
-                 "created_at": now}
-                for paper_id in matched
-            ])
-            session.execute(insert(OutboxMessage), [
-                {"recipient_id": recipient_id, "channel": recipient.kind, "cadence": cadence, "digest_key": digest_key,
-                 "part": part, "subject": digest.subject, "payload": json.dumps(payload, ensure_ascii=False),
-                 # Sendable at once, even when built for a --now in the future.
-                 "status": "pending", "attempts": 0, "next_attempt_at": min(now, self.clock()), "created_at": now}
-                for part, payload in enumerate(payloads, start=1)
-            ])
+            tx.outbox.record_digest(recipient_id, cadence, matched, digest_key, now)
+            tx.outbox.queue(
+                [NewMessage(recipient_id, recipient.kind, cadence, digest_key, digest.subject, payload, part)
+                 for part, payload in enumerate(payloads, start=1)],
+                now=now, due=min(now, self.clock()),  # sendable at once, even when built for a --now in the future
+            )
             return result
 
     def preview(self, recipient: str, now: datetime, cadence: str | None = None) -> tuple[Recipient, Digest, list[dict]] | None:
         """What ``recipient`` would get now (all its pending matches of one cadence), without queuing."""
-        with Session(self.engine) as session:
-            groups = self.due_groups(session, now, cadence, recipient, force=True)
+        with self.store.reading() as tx:
+            groups = self.due_groups(tx, now, cadence, recipient, force=True)
             for wanted in ([cadence] if cadence else ["daily", "weekly", "instant"]):
                 for (recipient_id, group_cadence), group in groups.items():
                     if group_cadence != wanted:
                         continue
-                    row = session.get(Recipient, recipient_id)
-                    matched = self.pending(session, recipient_id, group_cadence, [s for s, _ in group])
+                    row = group[0][0].recipient
+                    matched = self.pending(tx, recipient_id, group_cadence, [s for s, _ in group])
                     digest = self.compose(row, group_cadence, group, matched) if matched else None
                     if digest is not None:
-                        session.expunge(row)
                         return row, digest, self.payloads(row, digest, f"preview-{uuid.uuid4().hex[:8]}")
         return None

@@ -6,15 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, delete, select, tuple_, update
-from sqlalchemy.orm import Session
-
 from digestbot.core.recipients import parse_recipient
 from digestbot.errors import DigestbotError, NotFound
 from digestbot.services.subscriptions import unsubscribe_recipient_in
-from digestbot.store import Transaction
-from digestbot.store.db import insert_ignoring_duplicates
-from digestbot.store.models import OutboxMessage, Recipient, WebhookEvent
+from digestbot.store import Recipient, Store, Transaction
+from digestbot.store.events import MAX_EVENT_ID
 
 # A hard bounce, a message SendGrid refused to send (its suppression lists: earlier bounces,
 # spam reports, invalid addresses) or a spam report: mailing that address again hurts the
@@ -26,56 +22,38 @@ UNSUBSCRIBING = ("unsubscribe", "group_unsubscribe")
 # for 24 hours, Slack requests older than 5 minutes are refused anyway.
 SEEN_FOR = timedelta(days=3)
 FORGET_BATCH = 100
-MAX_EVENT_ID = 200  # the column's width
 
 
-def first_time(session: Session, source: str, event_id: str, now: datetime) -> bool:
+def first_time(tx: Transaction, source: str, event_id: str, now: datetime) -> bool:
     """Record an event id; False when it was already recorded (a provider's retry or a replay)."""
-    return event_id[:MAX_EVENT_ID] in first_times(session, source, [event_id], now)
+    return event_id[:MAX_EVENT_ID] in first_times(tx, source, [event_id], now)
 
 
-def first_times(session: Session, source: str, event_ids: list[str], now: datetime) -> set[str]:
-    """Record event ids in one statement per 500; the (truncated) ids that were not recorded before.
+def first_times(tx: Transaction, source: str, event_ids: list[str], now: datetime) -> set[str]:
+    """Record event ids; the (truncated) ids that were not recorded before.
 
     Recording is also when ids that can no longer come back are forgotten: up to twice as many
     as are recorded (at least FORGET_BATCH), so expired ids are forgotten faster than they pile up.
     """
-    ids = list(dict.fromkeys(event_id[:MAX_EVENT_ID] for event_id in event_ids))
-    forget_seen_events(session, now, limit=max(FORGET_BATCH, 2 * len(ids)))
-    insert = insert_ignoring_duplicates(session.get_bind().dialect.name, WebhookEvent)
-    new: set[str] = set()
-    for start in range(0, len(ids), 500):
-        rows = [{"source": source, "event_id": event_id, "received_at": now} for event_id in ids[start:start + 500]]
-        # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT here.
-        new.update(session.scalars(insert.values(rows).returning(WebhookEvent.event_id)))
-    return new
+    forget_seen_events(tx, now, limit=max(FORGET_BATCH, 2 * len({e[:MAX_EVENT_ID] for e in event_ids})))
+    return tx.events.record(source, event_ids, now)
 
 
-def forget_seen_events(session: Session, now: datetime, *, limit: int = FORGET_BATCH,
+def forget_seen_events(tx: Transaction, now: datetime, *, limit: int = FORGET_BATCH,
                        older_than: timedelta = SEEN_FOR) -> int:
-    """Delete up to ``limit`` of the oldest event ids received before ``now - older_than``; how many.
+    """Forget up to ``limit`` of the oldest event ids received before ``now - older_than``; how many.
 
-    Small batches through the ``received_at`` index keep each call short; a periodic job can
-    call it until it returns 0.
+    Each call is kept short; a periodic job can call it until it returns 0.
     """
-    oldest = (select(WebhookEvent.source, WebhookEvent.event_id)
-              .where(WebhookEvent.received_at < now - older_than)
-              .order_by(WebhookEvent.received_at).limit(limit))
-    return session.execute(
-        delete(WebhookEvent).where(tuple_(WebhookEvent.source, WebhookEvent.event_id).in_(oldest))
-    ).rowcount
+    return tx.events.forget_older(now - older_than, limit)
 
 
-def suspend(session: Session, recipient: Recipient, reason: str, now: datetime) -> None:
+def suspend(tx: Transaction, recipient: Recipient, reason: str, now: datetime) -> None:
     """No more messages to this recipient: digests skip it, and what is queued for it fails with the reason."""
     if recipient.suspended_at is None:
         recipient.suspended_at = now
     recipient.suspended_reason = reason[:500]
-    session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.recipient_id == recipient.id, OutboxMessage.status == "pending")
-        .values(status="failed", last_error=f"recipient suspended: {reason}"[:500])
-    )
+    tx.outbox.fail_pending(recipient.id, f"recipient suspended: {reason}")
 
 
 @dataclass
@@ -98,7 +76,7 @@ class _Actionable:
     reason: str
 
 
-def apply_sendgrid_events(engine: Engine, events: list, now: datetime) -> EventReport:
+def apply_sendgrid_events(store: Store, events: list, now: datetime) -> EventReport:
     """Act on a batch of SendGrid events, each once (by ``sg_event_id``).
 
     Anyone who can post here could name any address, so what an event about an unknown
@@ -114,36 +92,35 @@ def apply_sendgrid_events(engine: Engine, events: list, now: datetime) -> EventR
             report.ignored += 1  # deliveries, opens, deferrals, blocks (temporary), unknown shapes
         else:
             actionable.append(found)
-    with Session(engine) as session:
-        with session.begin():
-            known = _known_recipients(session, sorted({a.address for a in actionable}))
-        todo = [a for a in actionable if a.address in known]
-        report.ignored += len(actionable) - len(todo)
-        if not todo:
-            return report
-        with session.begin():
-            new = first_times(session, "sendgrid", [a.event_id for a in todo if a.event_id], now)
-            recipients = _recipients(session, sorted({known[a.address] for a in todo}))
-            acted: set[str] = set()
-            for item in todo:
-                recipient = recipients.get(known[item.address])
-                event_id = item.event_id[:MAX_EVENT_ID] if item.event_id else None
-                if event_id is not None and (event_id not in new or event_id in acted):
-                    report.duplicates += 1
-                    continue
-                if event_id is not None:
-                    acted.add(event_id)
-                if recipient is None:  # deleted between the two transactions
-                    report.ignored += 1
-                elif item.kind in SUSPENDING:
-                    suspend(session, recipient, item.reason, now)
-                    report.suspended.append(recipient.address)
-                else:
-                    try:
-                        unsubscribe_recipient_in(Transaction(session), recipient.address, now)
-                    except NotFound:
-                        pass  # nothing active: already unsubscribed
-                    report.unsubscribed.append(recipient.address)
+    with store.reading() as tx:
+        known = tx.subscriptions.recipient_ids(sorted({a.address for a in actionable}), "email")
+    todo = [a for a in actionable if a.address in known]
+    report.ignored += len(actionable) - len(todo)
+    if not todo:
+        return report
+    with store.transaction() as tx:
+        new = first_times(tx, "sendgrid", [a.event_id for a in todo if a.event_id], now)
+        recipients = tx.subscriptions.recipients(sorted({known[a.address] for a in todo}))
+        acted: set[str] = set()
+        for item in todo:
+            recipient = recipients.get(known[item.address])
+            event_id = item.event_id[:MAX_EVENT_ID] if item.event_id else None
+            if event_id is not None and (event_id not in new or event_id in acted):
+                report.duplicates += 1
+                continue
+            if event_id is not None:
+                acted.add(event_id)
+            if recipient is None:  # deleted between the two transactions
+                report.ignored += 1
+            elif item.kind in SUSPENDING:
+                suspend(tx, recipient, item.reason, now)
+                report.suspended.append(recipient.address)
+            else:
+                try:
+                    unsubscribe_recipient_in(tx, recipient.address, now)
+                except NotFound:
+                    pass  # nothing active: already unsubscribed
+                report.unsubscribed.append(recipient.address)
     return report
 
 
@@ -165,24 +142,6 @@ def _actionable(event) -> _Actionable | None:
         return None
     event_id = event.get("sg_event_id")
     return _Actionable(kind, recipient.address, str(event_id) if event_id else None, _reason(kind, event))
-
-
-def _known_recipients(session: Session, addresses: list[str]) -> dict[str, int]:
-    """The id of each of ``addresses`` that is a stored email recipient."""
-    found: dict[str, int] = {}
-    for start in range(0, len(addresses), 500):
-        found.update(session.execute(
-            select(Recipient.address, Recipient.id)
-            .where(Recipient.address.in_(addresses[start:start + 500]), Recipient.kind == "email")
-        ).all())
-    return found
-
-
-def _recipients(session: Session, ids: list[int]) -> dict[int, Recipient]:
-    found: dict[int, Recipient] = {}
-    for start in range(0, len(ids), 500):
-        found.update((r.id, r) for r in session.scalars(select(Recipient).where(Recipient.id.in_(ids[start:start + 500]))))
-    return found
 
 
 def _reason(kind: str, event: dict) -> str:

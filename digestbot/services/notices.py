@@ -1,47 +1,39 @@
 """Emails sent because someone asked on the web pages: a confirmation link, a manage link.
 
-They go through the outbox like digests (same channels, same retries), under their own cadence
-names, which also lets the per-address daily limit be counted from the outbox itself.
+They go through the outbox like digests (same channels, same retries), as messages of their
+own kinds, which also lets the per-address daily limit be counted from the outbox itself.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
+from digestbot.core.schedule import Schedule
 from digestbot.core.tokens import TIMED, LinkSigner
 from digestbot.render import Renderer, Sender, mail_domain
+from digestbot.services import subscriptions
 from digestbot.services.subscriptions import schedule_label
-from digestbot.store.models import OutboxMessage, Recipient, Subscription
+from digestbot.store import NewMessage, Recipient, Store, Subscription, Transaction
 
-NOTICES = ("confirm", "manage")  # outbox cadences of these emails
-
-
-def notices_sent_since(session: Session, recipient_id: int, since: datetime) -> int:
-    return session.scalar(
-        select(func.count()).select_from(OutboxMessage)
-        .where(OutboxMessage.recipient_id == recipient_id, OutboxMessage.cadence.in_(NOTICES),
-               OutboxMessage.created_at >= since)
-    ) or 0
+NOTICES = ("confirm", "manage")  # the outbox kinds of these emails
 
 
-def address_over_limit(session: Session, recipient: Recipient, limit: int, now: datetime) -> bool:
+def address_over_limit(tx: Transaction, recipient_id: int, limit: int, now: datetime) -> bool:
     """Whether this address already got ``limit`` of these emails in the last 24 hours."""
-    return notices_sent_since(session, recipient.id, now - timedelta(days=1)) >= limit
+    return tx.outbox.sent_since(recipient_id, NOTICES, now - timedelta(days=1)) >= limit
 
 
 class Notices:
+    """Renders these emails and queues them, inside the caller's transaction."""
+
     def __init__(self, renderer: Renderer, signer: LinkSigner, sender: Sender) -> None:
         self.renderer = renderer
         self.signer = signer
         self.sender = sender
 
-    def queue_confirmation(self, session: Session, recipient: Recipient, subs: list[Subscription],
-                           now: datetime) -> OutboxMessage:
+    def queue_confirmation(self, tx: Transaction, recipient: Recipient, subs: list[Subscription],
+                           now: datetime) -> None:
         context = {
             "address": recipient.address,
             "subscriptions": [{"query": sub.query, "schedule": schedule_label(sub)} for sub in subs],
@@ -49,23 +41,47 @@ class Notices:
             "valid_days": TIMED["confirm"] // 86400,
         }
         subject = "Confirm your digestbot subscription" + ("s" if len(subs) > 1 else "")
-        return self._queue(session, recipient, "confirm", subject, context, now)
+        self._queue(tx, recipient, "confirm", subject, context, now)
 
-    def queue_manage_link(self, session: Session, recipient: Recipient, now: datetime) -> OutboxMessage:
+    def queue_manage_link(self, tx: Transaction, recipient: Recipient, now: datetime) -> None:
         context = {"address": recipient.address, "manage_url": self.signer.manage_url(recipient.id),
                    "site": self.signer.base_url}
-        return self._queue(session, recipient, "manage", "Your digestbot subscriptions", context, now)
+        self._queue(tx, recipient, "manage", "Your digestbot subscriptions", context, now)
 
-    def _queue(self, session: Session, recipient: Recipient, kind: str, subject: str, context: dict,
-               now: datetime) -> OutboxMessage:
+    def _queue(self, tx: Transaction, recipient: Recipient, kind: str, subject: str, context: dict,
+               now: datetime) -> None:
         key = f"{kind}-{recipient.id}-{uuid.uuid4().hex[:12]}"
         payload = self.renderer.notice(kind, context, self.sender, to=recipient.address, subject=subject, key=key,
                                        message_id=f"<{key}@{mail_domain(self.sender.email)}>")
-        row = OutboxMessage(
-            recipient_id=recipient.id, channel="email", cadence=kind, digest_key=key, part=1, subject=subject,
-            payload=json.dumps(payload, ensure_ascii=False), status="pending", attempts=0, next_attempt_at=now,
-            created_at=now,
-        )
-        session.add(row)
-        session.flush()
-        return row
+        tx.outbox.queue([NewMessage(recipient.id, "email", kind, key, subject, payload)], now=now)
+
+
+def sign_up(store: Store, notices: Notices, address: str, query: str, schedule: Schedule, *, limit: int,
+            now: datetime) -> bool:
+    """The subscribe form: a pending subscription and its confirmation email, in one transaction.
+
+    False, with nothing kept, when the address already got ``limit`` notices today.
+    """
+    try:
+        with store.transaction() as tx:
+            sub, _ = subscriptions.subscribe_in(tx, address, query, schedule=schedule, pending=True, now=now)
+            if address_over_limit(tx, sub.recipient_id, limit, now):
+                raise _OverLimit  # leaving the block rolls the subscription back
+            notices.queue_confirmation(tx, sub.recipient, [sub], now)
+    except _OverLimit:
+        return False
+    return True
+
+
+class _OverLimit(Exception):
+    pass
+
+
+def send_manage_link(store: Store, notices: Notices, address: str, *, limit: int, now: datetime) -> None:
+    """Email the manage link to ``address`` if it is an email recipient with subscriptions (and
+    under its daily limit); the caller answers the same either way."""
+    with store.transaction() as tx:
+        recipient = tx.subscriptions.recipient_at(address, "email")
+        if recipient is not None and tx.subscriptions.of_recipient(recipient.id) \
+                and not address_over_limit(tx, recipient.id, limit, now):
+            notices.queue_manage_link(tx, recipient, now)

@@ -23,7 +23,6 @@ from digestbot.store import Store, Subscription, Transaction
 
 MAX_NAME = 200
 MAX_BACKFILL_DAYS = 36500  # a century: more than any store holds, and far from datetime's limits
-MAX_ID = 2**63 - 1  # ids are 64-bit at most: a larger number names nothing (and SQLite cannot bind it)
 
 
 def subscription_json(sub: Subscription) -> dict:
@@ -96,10 +95,6 @@ def subscribe_in(
     return sub, backfilled
 
 
-def _get(tx: Transaction, subscription_id: int) -> Subscription | None:
-    """The subscription with this id, or None; an id no column can hold names nothing."""
-    return tx.subscriptions.get(subscription_id) if 0 < subscription_id <= MAX_ID else None
-
 
 def _end(sub: Subscription, now: datetime) -> None:
     sub.active, sub.updated_at = False, now
@@ -112,7 +107,7 @@ def unsubscribe(store: Store, subscription_id: int, now: datetime) -> Subscripti
 
 def unsubscribe_in(tx: Transaction, subscription_id: int, now: datetime) -> Subscription:
     """``unsubscribe``, in the caller's transaction (the Slack command)."""
-    sub = _get(tx, subscription_id)
+    sub = tx.subscriptions.get(subscription_id)
     if sub is None:
         raise NotFound(f"no subscription with id {subscription_id}", hint="see 'digestbot subscriptions'")
     if sub.active:
@@ -252,7 +247,7 @@ def _records(reader: csv.DictReader, report: ImportReport):
 
 def set_active(store: Store, subscription_id: int, active: bool, now: datetime) -> Subscription:
     with store.transaction() as tx:
-        sub = _get(tx, subscription_id)
+        sub = tx.subscriptions.get(subscription_id)
         if sub is None:
             raise NotFound(f"no subscription with id {subscription_id}")
         sub.active, sub.updated_at = active, now
@@ -276,7 +271,7 @@ def named_subscriptions(store: Store, recipient_id: int, subscription_ids: list[
 
 
 def _owned(tx: Transaction, recipient_id: int, subscription_id: int) -> Subscription:
-    sub = _get(tx, subscription_id)
+    sub = tx.subscriptions.get(subscription_id)
     if sub is None or sub.recipient_id != recipient_id or sub.deleted_at is not None:
         raise NotFound(f"no subscription with id {subscription_id}")
     return sub

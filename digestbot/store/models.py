@@ -217,7 +217,9 @@ class OutboxMessage(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id", ondelete="CASCADE"), index=True)
     channel: Mapped[str] = mapped_column(String(16))  # email | slack | slack-webhook
-    cadence: Mapped[str] = mapped_column(String(16))
+    # What the message is: a digest of a cadence (instant, daily, weekly), a notice (confirm,
+    # manage) or an admin alert. Delivery can be limited to kinds (the web's courier sends notices).
+    kind: Mapped[str] = mapped_column(String(16))
     digest_key: Mapped[str] = mapped_column(String(64), index=True)
     part: Mapped[int] = mapped_column(default=1)  # Slack digests may take several messages
     subject: Mapped[str] = mapped_column(Text)

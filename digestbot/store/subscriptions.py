@@ -53,7 +53,7 @@ class Subscriptions(Repository):
     # ---- recipients ----
 
     def recipient(self, recipient_id: int) -> Recipient | None:
-        return self.session.get(Recipient, recipient_id)
+        return self._by_id(Recipient, recipient_id)
 
     def recipient_at(self, address: str, kind: str | None = None) -> Recipient | None:
         """The recipient with this (normalised) address, of this kind if given."""
@@ -113,7 +113,7 @@ class Subscriptions(Repository):
 
     def get(self, subscription_id: int) -> Subscription | None:
         """The subscription with this id (its recipient loaded), or None."""
-        return self.session.get(Subscription, subscription_id, options=[joinedload(Subscription.recipient)])
+        return self._by_id(Subscription, subscription_id, options=[joinedload(Subscription.recipient)])
 
     def listed(self, address: str | None = None, include_inactive: bool = False) -> list[Subscription]:
         """Subscriptions not deleted, oldest first (their recipients loaded): this address's, active ones only
@@ -144,6 +144,20 @@ class Subscriptions(Repository):
         return found
 
     # ---- for matchers ----
+
+    def digest_subscriptions(self, *, cadence: str | None = None, address: str | None = None,
+                             recipient_id: int | None = None) -> list[Subscription]:
+        """Active subscriptions of recipients who are not suspended, by id, with their recipient
+        loaded: the subscriptions digests are built for (optionally of one cadence or recipient)."""
+        statement = (select(Subscription).join(Subscription.recipient).options(contains_eager(Subscription.recipient))
+                     .where(Subscription.active.is_(True), Recipient.suspended_at.is_(None)))
+        if cadence is not None:
+            statement = statement.where(Subscription.cadence == cadence)
+        if address is not None:
+            statement = statement.where(Recipient.address == address)
+        if recipient_id is not None:
+            statement = statement.where(Subscription.recipient_id == recipient_id)
+        return list(self.session.scalars(statement.order_by(Subscription.id)))
 
     def changed_since(self, version: int) -> list[SubscriptionChange]:
         """Every subscription changed after ``version`` (active or not), in version order."""

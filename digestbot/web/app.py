@@ -14,38 +14,32 @@ import threading
 import traceback
 import zoneinfo
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cached_property
 
 from flask import Flask, Response, current_app, request
 from sendgrid.helpers.eventwebhook import EventWebhook
-from sqlalchemy import Engine, text
-from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from digestbot.channels import channels_for
+from digestbot.clock import Clock, utcnow
 from digestbot.core.tokens import LinkSigner
 from digestbot.errors import ConfigError
 from digestbot.render import Renderer, Sender
 from digestbot.resources import resource_dir
 from digestbot.services.delivery import OutboxSender
 from digestbot.services.digests import signing_key
+from digestbot.services.health import database_revision
 from digestbot.services.notices import NOTICES, Notices
 from digestbot.services.search import RecentPapers
 from digestbot.settings import Settings
-from digestbot.store import Store, ensure_current, schema_revision
+from digestbot.store import Engine, Store, ensure_current
 from digestbot.web.guards import RateLimiter, csrf_token
 
 log = logging.getLogger("digestbot.web")
 
 CLIENT_WINDOW = 600.0  # seconds: DIGESTBOT_WEB_CLIENT_LIMIT counts requests per 10 minutes
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Courier:
@@ -55,8 +49,8 @@ class Courier:
     rows are claimed before they are sent.
     """
 
-    def __init__(self, engine: Engine, settings: Settings) -> None:
-        self._sender = OutboxSender(engine, channels_for(settings), settings, cadences=NOTICES)
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self._sender = OutboxSender(store, channels_for(settings), settings, kinds=NOTICES)
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="courier", daemon=True)
         self._thread.start()
@@ -80,9 +74,9 @@ class Courier:
 class Site:
     """What every request handler needs, made once per application."""
 
-    engine: Engine
+    store: Store
     settings: Settings
-    clock: Callable[[], datetime]
+    clock: Clock
     renderer: Renderer
     signer: LinkSigner
     notices: Notices
@@ -90,13 +84,6 @@ class Site:
     courier: Courier | None
     recent_papers: RecentPapers  # the preview's papers: the last two weeks
     background: ThreadPoolExecutor  # slash commands, so that Slack is answered in time
-
-    def session(self) -> Session:
-        return Session(self.engine, expire_on_commit=False)
-
-    @cached_property
-    def store(self) -> Store:
-        return Store(self.engine)
 
     def sent_something(self) -> None:
         if self.courier is not None:
@@ -172,7 +159,7 @@ SECURITY_HEADERS = {
 }
 
 
-def create_app(settings: Settings, engine: Engine, *, clock: Callable[[], datetime] = utcnow,
+def create_app(settings: Settings, engine: Engine, *, clock: Clock = utcnow,
                send_in_background: bool = True) -> Flask:
     """The web application. ``send_in_background`` starts the thread that sends confirmation emails."""
     from digestbot.web import pages, sendgrid_events, slack_commands
@@ -186,7 +173,8 @@ def create_app(settings: Settings, engine: Engine, *, clock: Callable[[], dateti
     templates = resource_dir("templates")
     app = _Flask("digestbot.web", static_folder=str(templates / "web" / "static"), static_url_path="/static")
     _scrub_tokens_in_logs("waitress", "werkzeug", app.logger.name)
-    key = signing_key(engine, settings)
+    store = Store(engine)
+    key = signing_key(store, settings)
     # The session cookie only carries the CSRF token and one-shot messages; its key is derived
     # from the link-signing key so that neither can stand in for the other.
     app.secret_key = hashlib.sha256(f"digestbot-session:{key}".encode()).hexdigest()
@@ -200,10 +188,10 @@ def create_app(settings: Settings, engine: Engine, *, clock: Callable[[], dateti
     renderer = Renderer(templates)
     signer = LinkSigner(key, settings.base_url)
     app.extensions["digestbot"] = Site(
-        engine=engine, settings=settings, clock=clock, renderer=renderer, signer=signer,
+        store=store, settings=settings, clock=clock, renderer=renderer, signer=signer,
         notices=Notices(renderer, signer, Sender(settings.from_email, settings.from_name, settings.postal_address)),
         client_limiter=RateLimiter(settings.web_client_limit, CLIENT_WINDOW),
-        courier=Courier(engine, settings) if send_in_background else None,
+        courier=Courier(store, settings) if send_in_background else None,
         recent_papers=RecentPapers(days=14),
         background=ThreadPoolExecutor(max_workers=4, thread_name_prefix="slack"),
     )
@@ -214,9 +202,7 @@ def create_app(settings: Settings, engine: Engine, *, clock: Callable[[], dateti
     @app.get("/healthz")
     def healthz():
         try:
-            with engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-            revision = schema_revision(engine)
+            revision = database_revision(store)
         except Exception as exc:  # the database is down: say so to the load balancer
             log.warning("healthz: %s", str(exc).splitlines()[0])
             return {"status": "unavailable", "error": "database unreachable"}, 503

@@ -8,7 +8,6 @@ follow every link in an email, and must not confirm or unsubscribe anyone by doi
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, get_flashed_messages, redirect, request
-from sqlalchemy import select
 
 from digestbot.core.digest import paper_link
 from digestbot.core.query import QueryError, parse_query
@@ -17,11 +16,10 @@ from digestbot.core.schedule import WEEKDAYS, Schedule, parse_schedule
 from digestbot.core.tokens import BadToken
 from digestbot.errors import NotFound, UsageError
 from digestbot.render import sentence
-from digestbot.services import subscriptions
-from digestbot.services.notices import address_over_limit
+from digestbot.services import selfservice, subscriptions
+from digestbot.services.digests import digest_papers
+from digestbot.services.notices import send_manage_link, sign_up
 from digestbot.services.subscriptions import schedule_label
-from digestbot.store import Transaction
-from digestbot.store.models import DigestItem, Paper, Recipient
 from digestbot.web.app import Site, client_key, site
 from digestbot.web.guards import RateLimiter, check_csrf
 
@@ -105,15 +103,10 @@ def subscribe():
         return s.page("subscribe.html.j2", status=400, form=_form_defaults(form), errors=errors, **_choices(s))
     if not s.client_limiter.allow(client_key()):
         abort(429, description="Too many requests from your network. Wait a few minutes and try again.")
-    now = s.clock()
-    with s.session() as session, session.begin():
-        sub, _ = subscriptions.subscribe_in(Transaction(session), recipient.address, form["query"],
-                                            schedule=schedule, pending=True, now=now)
-        if address_over_limit(session, sub.recipient, s.settings.web_address_limit, now):
-            session.rollback()
-            abort(429, description="This address was sent several emails today already. "
-                                   "Check its inbox (and spam folder) for an earlier confirmation, or try tomorrow.")
-        s.notices.queue_confirmation(session, sub.recipient, [sub], now)
+    if not sign_up(s.store, s.notices, recipient.address, form["query"], schedule,
+                   limit=s.settings.web_address_limit, now=s.clock()):
+        abort(429, description="This address was sent several emails today already. "
+                               "Check its inbox (and spam folder) for an earlier confirmation, or try tomorrow.")
     s.sent_something()
     return redirect("/subscribed", code=303)
 
@@ -137,7 +130,7 @@ def check_query():
         node = parse_query(text)
     except UsageError as exc:
         return {"ok": False, "error": _query_error(exc)}
-    hits, searched = s.recent_papers.search(s.store, node, s.clock())
+    hits, searched = selfservice.preview(s.store, s.recent_papers, node, s.clock())
     return {"ok": True, "days": s.recent_papers.days, "count": len(hits), "searched": searched,
             "most": s.recent_papers.most,
             "papers": [{"id": h.paper.id, "title": h.paper.title, "first_seen": h.paper.first_seen.date().isoformat()}
@@ -150,9 +143,7 @@ def check_query():
 def confirm_page(token: str):
     s = site()
     payload = _token("confirm", token)
-    subs = subscriptions.named_subscriptions(s.store, payload["r"], payload.get("s", []))
-    with s.session() as session:
-        recipient = session.get(Recipient, payload["r"])
+    recipient, subs = selfservice.named(s.store, payload["r"], payload.get("s", []))
     if recipient is None or not subs:
         abort(404, description="This subscription no longer exists.")
     return s.page("confirm.html.j2", recipient=recipient, subscriptions=subs, schedule_label=schedule_label,
@@ -190,12 +181,7 @@ def manage_request():
         address = parse_recipient(request.form.get("email", "")).address
     except UsageError as exc:
         return s.page("manage_request.html.j2", status=400, sent=False, error=str(exc))
-    now = s.clock()
-    with s.session() as session, session.begin():
-        recipient = session.scalar(select(Recipient).where(Recipient.address == address, Recipient.kind == "email"))
-        if recipient is not None and subscriptions.recipient_subscriptions(s.store, recipient.id) \
-                and not address_over_limit(session, recipient, s.settings.web_address_limit, now):
-            s.notices.queue_manage_link(session, recipient, now)
+    send_manage_link(s.store, s.notices, address, limit=s.settings.web_address_limit, now=s.clock())
     s.sent_something()
     return s.page("manage_request.html.j2", sent=True, error=None)
 
@@ -204,11 +190,9 @@ def manage_request():
 def manage(token: str):
     s = site()
     payload = _token("manage", token)
-    with s.session() as session:
-        recipient = session.get(Recipient, payload["r"])
-        if recipient is None:
-            abort(404, description="This link is not valid.")
-    subs = subscriptions.recipient_subscriptions(s.store, recipient.id)
+    recipient, subs = selfservice.owned(s.store, payload["r"])
+    if recipient is None:
+        abort(404, description="This link is not valid.")
     return s.page("manage.html.j2", recipient=recipient, subscriptions=subs, token=token,
                   schedule_label=schedule_label, messages=get_flashed_messages(), errors={}, **_choices(s))
 
@@ -218,48 +202,36 @@ def manage_action(token: str, subscription_id: int, action: str):
     s = site()
     payload = _token("manage", token)
     check_csrf()
-    now = s.clock()
+    if action not in selfservice.ACTIONS:
+        abort(404)
     try:
-        sub = subscriptions.owned_subscription(s.store, payload["r"], subscription_id)
-    except NotFound:
-        abort(404, description="No such subscription.")
-    label = sub.name or sub.query
-    try:
-        if action in ("pause", "resume"):
-            subscriptions.set_paused(s.store, payload["r"], sub.id, action == "pause", now)
-            message = f"“{label}” is {'paused' if action == 'pause' else 'on again'}."
-        elif action == "confirm":  # the manage link reached the address's owner: proof enough
-            subscriptions.confirm(s.store, payload["r"], [sub.id], now)
-            message = f"“{label}” is confirmed."
-        elif action == "delete":
-            subscriptions.delete(s.store, payload["r"], sub.id, now)
-            message = f"“{label}” is deleted."
-        elif action == "edit":
+        edit: dict = {}
+        if action == "edit":
             # Every field, as the page's form sends them: a missing one must not fall back to
             # a default and quietly change the schedule.
             missing = [name for name in EDIT_FIELDS if name not in request.form]
             if missing:
                 raise UsageError(f"the form has no {missing[0]!r} field: reload the page and try again")
-            sub = subscriptions.edit(s.store, payload["r"], sub.id, query=request.form["query"],
-                                     schedule=_schedule(request.form), now=now)
-            message = f"“{sub.name or sub.query}” is saved."
-        else:
-            abort(404)
+            edit = {"query": request.form["query"], "schedule": _schedule(request.form)}
+        sub = selfservice.change(s.store, payload["r"], subscription_id, action, s.clock(), **edit)
     except NotFound:
         abort(404, description="No such subscription.")
     except UsageError as exc:
         return _manage_with_error(s, payload["r"], token, subscription_id, exc)
-    flash(message)
+    label = sub.name or sub.query
+    flash({"pause": f"“{label}” is paused.", "resume": f"“{label}” is on again.", "confirm": f"“{label}” is confirmed.",
+           "delete": f"“{label}” is deleted.", "edit": f"“{label}” is saved."}[action])
     return redirect(f"/manage/{token}", code=303)
 
 
 def _manage_with_error(s: Site, recipient_id: int, token: str, subscription_id: int, exc: UsageError):
-    with s.session() as session:
-        recipient = session.get(Recipient, recipient_id)
-    subs = subscriptions.recipient_subscriptions(s.store, recipient_id)
+    recipient, subs = selfservice.owned(s.store, recipient_id)
     error = _query_error(exc)
     # What was sent, over what is stored: a hand-made form may lack fields the page shows.
-    [sub] = [sub for sub in subs if sub.id == subscription_id]
+    mine = [sub for sub in subs if sub.id == subscription_id]
+    if not mine:
+        abort(404, description="No such subscription.")
+    [sub] = mine
     edited = {"query": sub.query, "cadence": sub.cadence, "at": sub.send_at, "day": sub.weekday,
               "tz": sub.timezone} | {name: request.form[name] for name in EDIT_FIELDS if name in request.form}
     return s.page("manage.html.j2", status=400, recipient=recipient, subscriptions=subs, token=token,
@@ -273,9 +245,7 @@ def _manage_with_error(s: Site, recipient_id: int, token: str, subscription_id: 
 def unsubscribe_page(token: str):
     s = site()
     payload = _token("unsubscribe", token)
-    subs = subscriptions.named_subscriptions(s.store, payload["r"], payload.get("s", []))
-    with s.session() as session:
-        recipient = session.get(Recipient, payload["r"])
+    recipient, subs = selfservice.named(s.store, payload["r"], payload.get("s", []))
     if recipient is None:
         abort(404, description="This link is not valid.")
     return s.page("unsubscribe.html.j2", recipient=recipient, subscriptions=subs, done=False,
@@ -288,9 +258,7 @@ def unsubscribe(token: str):
     (the signed URL names the recipient and the subscriptions, and is the whole authority)."""
     s = site()
     payload = _token("unsubscribe", token)
-    subs = subscriptions.unsubscribe_owned(s.store, payload["r"], payload.get("s", []), s.clock())
-    with s.session() as session:
-        recipient = session.get(Recipient, payload["r"])
+    recipient, subs = selfservice.unsubscribe(s.store, payload["r"], payload.get("s", []), s.clock())
     if recipient is None:
         abort(404, description="This link is not valid.")
     if request.form.get("List-Unsubscribe") == "One-Click":
@@ -305,12 +273,7 @@ def unsubscribe(token: str):
 def digest(token: str):
     s = site()
     payload = _token("digest", token)
-    with s.session() as session:
-        papers = list(session.scalars(
-            select(Paper).join(DigestItem, DigestItem.paper_id == Paper.id)
-            .where(DigestItem.recipient_id == payload["r"], DigestItem.digest_key == str(payload.get("d", "")))
-            .order_by(Paper.upvotes.desc().nulls_last(), Paper.first_seen.desc())
-        ))
+    papers = digest_papers(s.store, payload["r"], str(payload.get("d", "")))
     if not papers:
         abort(404, description="This digest is no longer available.")
     links = {paper.id: paper_link(s.settings.paper_url, paper.title) for paper in papers}

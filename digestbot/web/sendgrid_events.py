@@ -57,7 +57,7 @@ def events():
                 {"Retry-After": str(RETRY_AFTER)})
     try:
         batch = _events_in(body)
-        return apply_sendgrid_events(s.engine, batch, s.clock()).as_json()
+        return apply_sendgrid_events(s.store, batch, s.clock()).as_json()
     finally:
         slots.release()
 

@@ -18,14 +18,10 @@ from flask import Blueprint, abort, request
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
-from digestbot.core.schedule import parse_schedule
-from digestbot.core.slash import HELP, parse_command
-from digestbot.errors import DigestbotError, NotFound
+from digestbot.core.slash import HELP
 from digestbot.render import slack_escape
-from digestbot.services import subscriptions
-from digestbot.services.feedback import first_time
+from digestbot.services.selfservice import SlashOutcome, slash_command
 from digestbot.services.subscriptions import schedule_label
-from digestbot.store import Transaction
 from digestbot.web.app import Site, site
 
 blueprint = Blueprint("slack", __name__)
@@ -66,14 +62,10 @@ def command():
 
 
 def _handle(s: Site, form: dict, signature: str, recipient: str) -> dict:
-    with s.session() as session, session.begin():
-        if not first_time(session, "slack", signature, s.clock()):
-            abort(401, description="this request was already received")
-        try:
-            return _run(s, Transaction(session), parse_command(form.get("text", "")), recipient,
-                        form.get("user_id", ""))
-        except DigestbotError as exc:
-            return _reply(f":warning: {slack_escape(exc)}")
+    outcome = slash_command(s.store, signature, form.get("text", ""), recipient, s.clock())
+    if outcome is None:
+        abort(401, description="this request was already received")
+    return _answer(outcome, form.get("user_id", ""))
 
 
 def _follow_up(response_url: str, work: Future) -> None:
@@ -90,23 +82,19 @@ def _follow_up(response_url: str, work: Future) -> None:
         log.warning("slash command: response_url answered %s", response.status_code)
 
 
-def _run(s: Site, tx: Transaction, command, recipient: str, user: str) -> dict:
-    now = s.clock()
-    if command.action == "help":
+def _answer(outcome: SlashOutcome, user: str) -> dict:
+    if outcome.error is not None:
+        return _reply(f":warning: {slack_escape(outcome.error)}")
+    if outcome.action == "help":
         return _reply(HELP)
-    if command.action == "subscribe":
-        sub, _ = subscriptions.subscribe_in(tx, recipient, command.query, schedule=parse_schedule(command.cadence),
-                                            now=now)
+    sub = outcome.subscription
+    if outcome.action == "subscribe":
         who = f"<@{user}>" if user.isalnum() else "Someone"  # a mention of the user who typed it, nothing else
         return _reply(f"{who} subscribed this channel to `{slack_escape(sub.query)}` ({schedule_label(sub)}), "
                       f"id {sub.id}.", public=True)
-    if command.action == "list":
-        subs = subscriptions.list_subscriptions_in(tx, recipient)
-        if not subs:
+    if outcome.action == "list":
+        if not outcome.subscriptions:
             return _reply("This channel has no subscriptions. " + HELP)
-        return _reply("\n".join(f"`{sub.id}` {slack_escape(sub.query)} · {schedule_label(sub)}" for sub in subs))
-    sub_ids = [sub.id for sub in subscriptions.list_subscriptions_in(tx, recipient)]
-    if command.subscription_id not in sub_ids:
-        raise NotFound(f"this channel has no subscription {command.subscription_id}: see /digest list")
-    sub = subscriptions.unsubscribe_in(tx, command.subscription_id, now)
+        return _reply("\n".join(f"`{sub.id}` {slack_escape(sub.query)} · {schedule_label(sub)}"
+                                for sub in outcome.subscriptions))
     return _reply(f"Unsubscribed this channel from `{slack_escape(sub.query)}`.", public=True)
