@@ -21,12 +21,15 @@ install: $(STAMP)
 # matched, the digests due a week from now built and "sent" by the file backend to demo/outbox.
 demo: $(STAMP)
 	rm -rf demo && mkdir -p demo
+	@# The demo's own .env asks for the file backends by name: `digestbot run` and `serve` refuse
+	@# to write mail into files unless told to (production mail must never land there silently).
+	printf 'DIGESTBOT_EMAIL_BACKEND=file\nDIGESTBOT_SLACK_BACKEND=file\n' > demo/.env
 	cd demo && ../$(BIN)/digestbot init
 	cd demo && ../$(BIN)/digestbot import-subscriptions ../examples/subscriptions.csv
 	@# The samples are complete files: no need to wait for them to "settle" after a fresh clone.
 	cd demo && DIGESTBOT_SETTLE_SECONDS=0 ../$(BIN)/digestbot ingest ../examples/dumps
 	cd demo && ../$(BIN)/digestbot digest --now "$$(../$(BIN)/python -c 'import datetime as d; print((d.datetime.now(d.UTC) + d.timedelta(days=7)).isoformat())')"
-	cd demo && DIGESTBOT_EMAIL_BACKEND=file DIGESTBOT_SLACK_BACKEND=file ../$(BIN)/digestbot send
+	cd demo && ../$(BIN)/digestbot send
 	cd demo && ../$(BIN)/digestbot status
 	@echo
 	@echo "Open the digests: demo/outbox/email/*.eml (any mail client) and demo/outbox/slack/*.json"

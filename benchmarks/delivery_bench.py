@@ -69,6 +69,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 import digestbot.core.digest as digest_module  # noqa: E402
+from digestbot.bootstrap import bootstrap
 from digestbot.channels import channels_for  # noqa: E402
 from digestbot.core.digest import PaperRef, SubscriptionRef, compose  # noqa: E402
 from digestbot.core.dumps import parse_dump  # noqa: E402
@@ -78,7 +79,6 @@ from digestbot.core.text import raw_words  # noqa: E402
 from digestbot.core.tokens import LinkSigner  # noqa: E402
 from digestbot.render import Links, Renderer, Sender, mail_domain  # noqa: E402
 from digestbot.services.delivery import OutboxSender  # noqa: E402
-from digestbot.services.digests import DigestBuilder  # noqa: E402
 from digestbot.services.ingest import ingest_paths  # noqa: E402
 from digestbot.services.matching import SubscriptionMatcher  # noqa: E402
 from digestbot.services.subscriptions import import_subscriptions  # noqa: E402
@@ -332,7 +332,7 @@ def measure_build(work: Workload, readers: list[dict], workdir: Path) -> dict:
         if any(f.status != "ingested" for f in ingested.files):
             raise SystemExit(f"build: ingest failed: {[f.as_json() for f in ingested.files]}")
 
-        builder = DigestBuilder(Store(engine), settings)
+        builder = bootstrap(settings, engine=engine).digests
         start, start_cpu = time.perf_counter(), time.process_time()
         built = builder.build_due(DUE)
         seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu

@@ -43,14 +43,14 @@ from _common import ROOT, Database, machine  # noqa: E402  (also puts the checko
 
 import waitress.server  # noqa: E402
 
-from digestbot.core.tokens import LinkSigner  # noqa: E402
-from digestbot.services.digests import signing_key  # noqa: E402
+from digestbot.bootstrap import bootstrap  # noqa: E402
 from digestbot.services.ingest import ingest_paths  # noqa: E402
 from digestbot.services.matching import SubscriptionMatcher  # noqa: E402
 from digestbot.services.subscriptions import import_subscriptions  # noqa: E402
 from digestbot.settings import Settings  # noqa: E402
 from digestbot.store import Store  # noqa: E402
 from digestbot.web import create_app  # noqa: E402
+from digestbot.web.app import site_of  # noqa: E402
 
 SECRET = "bench-signing-secret"
 QUERIES = ['"diffusion model"', "quantiz* OR pruning", "agent -survey", "title:video", "reinforcement learning",
@@ -199,15 +199,17 @@ def main() -> int:
                 # The benchmark is one client making many requests: lift the per-client and per-address limits.
                 "DIGESTBOT_WEB_CLIENT_LIMIT": "1000000", "DIGESTBOT_WEB_ADDRESS_LIMIT": "1000000",
             }, dotenv_path=None)
-            app = create_app(settings, database.engine)
+            parts = bootstrap(settings, engine=database.engine)
+            app = create_app(parts)
+            site_of(app).start()  # as `digestbot serve` does: confirmations are sent at once
             port = free_port()
             server = waitress.server.create_server(app, host="127.0.0.1", port=port, threads=8)
             threading.Thread(target=server.run, daemon=True).start()
-            signer = LinkSigner(signing_key(Store(database.engine), settings), settings.base_url)
-            manage_path = signer.manage_url(1).removeprefix(settings.base_url)
+            manage_path = parts.signer.manage_url(1).removeprefix(settings.base_url)
             results = measure(port, args.requests, manage_path)
             time.sleep(0.5)  # a thread that answered the last request still wakes the server's loop
             server.close()
+            site_of(app).stop()
         finally:
             database.close()
 

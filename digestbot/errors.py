@@ -45,5 +45,20 @@ class SchemaOutOfDate(DigestbotError, RuntimeError):
         super().__init__(f"the database {state}", hint="run 'digestbot init' first")
 
 
+class StoreError(DigestbotError):
+    """The database failed: unreachable, locked for too long, out of space, or refused a statement.
+
+    The message is the database's own first line, prefixed with ``database:``.
+    """
+
+
+class Conflict(StoreError):
+    """Another transaction stored the same key first (two processes did the same work at once).
+
+    The transaction cannot go on: it is rolled back, and the caller treats the work as done by
+    the other process.
+    """
+
+
 class NotFound(DigestbotError, LookupError):
     """A thing named by id does not exist."""

@@ -23,18 +23,16 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from digestbot.channels import channels_for
-from digestbot.clock import Clock, utcnow
+from digestbot.bootstrap import Parts
+from digestbot.clock import utcnow
+from digestbot.core.recipients import shown
+from digestbot.errors import DigestbotError
 from digestbot.services import leases
-from digestbot.services.delivery import OutboxSender
-from digestbot.services.digests import DigestBuilder
 from digestbot.services.health import queue_admin_alerts
 from digestbot.services.ingest import dump_limits
 from digestbot.services.jobs import record_run
-from digestbot.services.matching import SubscriptionMatcher
 from digestbot.services.watch import Watcher
 from digestbot.settings import Settings
-from digestbot.store import Engine, Store
 
 log = logging.getLogger("digestbot")
 
@@ -46,14 +44,12 @@ RENEW_EVERY = 5.0  # seconds; well inside the TTL
 class Bot:
     """The jobs, each a thin call into a service, recorded in ``job_runs``."""
 
-    def __init__(self, store: Store, settings: Settings, clock: Clock = utcnow) -> None:
-        self.store = store
-        self.settings = settings
-        self.clock = clock
-        self.watcher = Watcher(settings.watch_dir, settings.settle_seconds, dump_limits(settings),
-                               matcher=SubscriptionMatcher())  # one per bot, kept between passes
-        self.builder = DigestBuilder(store, settings, clock=clock)
-        self.sender = OutboxSender(store, channels_for(settings), settings, clock=clock)
+    def __init__(self, parts: Parts) -> None:
+        self.store, self.settings, self.clock = parts.store, parts.settings, parts.clock
+        self.watcher = Watcher(self.settings.watch_dir, self.settings.settle_seconds, dump_limits(self.settings),
+                               matcher=parts.matcher)
+        self.builder = parts.digests
+        self.sender = parts.outbox_sender()
         self._delivery_lock = threading.Lock()  # the watch and deliver jobs both send
 
     def _record(self, job: str, action: Callable[[], str]) -> None:
@@ -62,7 +58,9 @@ class Bot:
         try:
             summary = action()
         except Exception as exc:  # a job must never kill the scheduler; say what happened
-            status, error = "failed", f"{exc.__class__.__name__}: {exc}".splitlines()[0]
+            # digestbot's errors say what happened in words; anything else is a bug: name its class.
+            said = str(exc) if isinstance(exc, DigestbotError) else f"{exc.__class__.__name__}: {exc}"
+            status, error = "failed", (said.splitlines() or [exc.__class__.__name__])[0]
             log.error("%s failed: %s", job, error, exc_info=log.isEnabledFor(logging.DEBUG))
         record_run(self.store, job, started, self.clock(), status, error, summary)
 
@@ -93,7 +91,7 @@ class Bot:
     def _queue(self, cadence: str | None) -> str:
         built = self.builder.build_due(self.clock(), cadence)
         for b in built:
-            log.info("queued %s digest for %s: %s", b.cadence, b.recipient, b.subject)
+            log.info("queued %s digest for %s: %s", b.cadence, shown(b.recipient), b.subject)
         return f"{len(built)} digest(s) queued"
 
     def deliver(self) -> None:
@@ -145,13 +143,13 @@ def _stop_on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def run(engine: Engine, settings: Settings, *, once: bool = False) -> int:
+def run(parts: Parts, *, once: bool = False) -> int:
     """Lead (or wait to lead) and run the jobs until SIGTERM/SIGINT; returns the exit code."""
-    store = Store(engine)
+    store, settings = parts.store, parts.settings
     holder = f"run-{uuid.uuid4().hex[:12]}"
     stop = threading.Event()
     _stop_on_signals(stop)
-    bot = Bot(store, settings)
+    bot = Bot(parts)
     if once:
         if not leases.acquire(store, LEASE_NAME, holder, utcnow(), LEASE_TTL):
             log.error("another digestbot run leads; not running --once beside it")
@@ -186,11 +184,11 @@ def run(engine: Engine, settings: Settings, *, once: bool = False) -> int:
     return 0
 
 
-def work(engine: Engine, settings: Settings) -> int:
+def work(parts: Parts) -> int:
     """Delivery only, beside one `digestbot run` (any number of these on PostgreSQL)."""
     stop = threading.Event()
     _stop_on_signals(stop)
-    sender = OutboxSender(Store(engine), channels_for(settings), settings)
+    sender = parts.outbox_sender()
     log.info("delivering from the outbox as %s", sender.worker)
     while not stop.is_set():
         report = sender.send_all(wait_for_retries=0)

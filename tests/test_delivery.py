@@ -25,11 +25,11 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from conftest import SAMPLES
+from digestbot.bootstrap import bootstrap
 from digestbot.channels import channels_for
 from digestbot.core.schedule import parse_schedule
 from digestbot.errors import UsageError
 from digestbot.services.delivery import OutboxSender, release_stale, retry
-from digestbot.services.digests import DigestBuilder
 from digestbot.services.ingest import ingest_paths
 from digestbot.services.matching import SubscriptionMatcher
 from digestbot.services.subscriptions import subscribe
@@ -95,7 +95,7 @@ def queue(engine: Engine, sample: Path, settings: Settings, subscriptions: list[
                   private_webhooks=settings.allow_private_webhooks)
     report = ingest_paths(Store(engine), [sample], now=INGEST, settle_seconds=0, matcher=SubscriptionMatcher())
     assert report.files[0].status == "ingested"
-    built = DigestBuilder(Store(engine), dataclasses.replace(settings, digest_max_papers=max_papers)).build_due(DUE)
+    built = bootstrap(dataclasses.replace(settings, digest_max_papers=max_papers), engine=engine).digests.build_due(DUE)
     assert len(built) == len({r for r, _ in subscriptions})
     return built
 

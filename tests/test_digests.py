@@ -22,16 +22,17 @@ from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from conftest import SAMPLES
+from digestbot.bootstrap import bootstrap
 from digestbot.core.digest import PaperRef, SubscriptionRef, compose
 from digestbot.core.query import parse_query
 from digestbot.core.schedule import Schedule, latest_slot, parse_schedule
-from digestbot.services.digests import DigestBuilder
 from digestbot.services.ingest import ingest_paths
 from digestbot.services.matching import SubscriptionMatcher
 from digestbot.services.subscriptions import subscribe
 from digestbot.settings import Settings
+from digestbot.errors import Conflict
 from digestbot.store import (
-    Conflict, DigestItem, Match, NewMessage, OutboxMessage, Paper, Recipient, Store, Subscription,
+    DigestItem, Match, NewMessage, OutboxMessage, Paper, Recipient, Store, Subscription,
 )
 
 NAMES = sorted(p.name for p in SAMPLES.iterdir())
@@ -311,7 +312,7 @@ def test_daily_digest_is_due_only_after_its_local_time_and_built_once_per_window
     ingest(engine, dumps / NAMES[0])
     expected = matched_ids(engine, sid)
     assert expected
-    builder = DigestBuilder(Store(engine), settings(tmp_path))
+    builder = bootstrap(settings(tmp_path), engine=engine).digests
 
     assert builder.build_due(utc(2025, 12, 1, 6, 59)) == []  # 07:59 local
     assert outbox(engine) == []
@@ -338,7 +339,7 @@ def test_daily_digest_is_due_only_after_its_local_time_and_built_once_per_window
 def test_digest_after_a_downtime_is_caught_up_once(engine, dumps, tmp_path) -> None:
     sid = sub(engine, "ada@example.org", "transformer")
     ingest(engine, dumps / NAMES[0])
-    builder = DigestBuilder(Store(engine), settings(tmp_path))
+    builder = bootstrap(settings(tmp_path), engine=engine).digests
 
     built = builder.build_due(utc(2025, 12, 5, 12, 0))  # four missed 08:00 windows
     assert len(built) == 1
@@ -363,7 +364,7 @@ def test_a_paper_matched_by_two_subscriptions_appears_once_with_both_labels(engi
     union = matched_ids(engine, dit) | matched_ids(engine, diffusion)
     assert both and union - both  # the samples give both kinds
 
-    builder = DigestBuilder(Store(engine), settings(tmp_path, digest_max_papers=500))
+    builder = bootstrap(settings(tmp_path, digest_max_papers=500), engine=engine).digests
     [built] = builder.build_due(utc(2025, 12, 1, 8, 0))
     assert built.papers == len(union)
     assert built.subject == f'{len(union)} new papers on "DiT" and 1 more · Dec 1'
@@ -401,7 +402,7 @@ def modified_dump(original: Path, target: Path) -> tuple[Path, list[str]]:
 def test_a_recipient_never_gets_the_same_paper_twice_in_a_cadence(engine, dumps, tmp_path) -> None:
     sub(engine, "ada@example.org", "diffusion")
     ingest(engine, dumps / NAMES[0])
-    builder = DigestBuilder(Store(engine), settings(tmp_path, digest_max_papers=500))
+    builder = bootstrap(settings(tmp_path, digest_max_papers=500), engine=engine).digests
     [first] = builder.build_due(utc(2025, 12, 1, 8, 0))
     first_papers = {p for _, _, p in items(engine, first.digest_key)}
     assert first.papers == len(first_papers) > 0
@@ -443,7 +444,7 @@ def test_instant_alerts_are_one_message_per_recipient_per_build(engine, dumps, t
     b1 = sub(engine, "bob@example.org", "3d", cadence="instant")
     sub(engine, "ada@example.org", "transformer")  # daily: not due at 06:45
     ingest(engine, dumps / NAMES[0])
-    builder = DigestBuilder(Store(engine), settings(tmp_path, digest_max_papers=500))
+    builder = bootstrap(settings(tmp_path, digest_max_papers=500), engine=engine).digests
 
     built = builder.build_due(utc(2025, 12, 1, 6, 45))
     assert sorted((b.recipient, b.cadence) for b in built) == [("ada@example.org", "instant"),
@@ -466,7 +467,7 @@ def test_instant_alerts_are_one_message_per_recipient_per_build(engine, dumps, t
 def test_dry_run_queues_nothing(engine, dumps, tmp_path) -> None:
     sid = sub(engine, "ada@example.org", "diffusion")
     ingest(engine, dumps / NAMES[0])
-    builder = DigestBuilder(Store(engine), settings(tmp_path))
+    builder = bootstrap(settings(tmp_path), engine=engine).digests
     [would] = builder.build_due(utc(2025, 12, 1, 8, 0), dry_run=True)
     assert would.papers == len(matched_ids(engine, sid))
     assert outbox(engine) == [] and items(engine) == []
@@ -484,7 +485,7 @@ def test_a_suspended_recipient_gets_nothing(engine, dumps, tmp_path) -> None:
     with Session(engine) as session, session.begin():
         session.execute(update(Recipient).where(Recipient.address == "ada@example.org")
                         .values(suspended_at=utc(2025, 12, 1, 7, 0)))
-    builder = DigestBuilder(Store(engine), settings(tmp_path))
+    builder = bootstrap(settings(tmp_path), engine=engine).digests
     built = builder.build_due(utc(2025, 12, 1, 8, 0))
     assert [b.recipient for b in built] == ["bob@example.org"]
     with Session(engine) as session:
@@ -499,7 +500,7 @@ def test_slack_recipients_get_one_outbox_row_per_slack_message(engine, dumps, tm
     ingest(engine, dumps / NAMES[0])
     papers = len(matched_ids(engine, sid))
     assert papers > 24  # more than fit in 50 blocks at two blocks a paper
-    builder = DigestBuilder(Store(engine), settings(tmp_path, digest_max_papers=500))
+    builder = bootstrap(settings(tmp_path, digest_max_papers=500), engine=engine).digests
     [built] = builder.build_due(utc(2025, 12, 1, 8, 0))
     rows = outbox(engine)
     assert built.messages == len(rows) >= 3
@@ -517,7 +518,7 @@ def test_weekly_digest_is_due_on_its_local_weekday(engine, dumps, tmp_path) -> N
     sid = sub(engine, "ada@example.org", "diffusion", cadence="weekly", at="09:00", day="mon", tz="Europe/Berlin",
               now=utc(2025, 12, 2, 10, 0))
     ingest(engine, dumps / NAMES[0], now=utc(2025, 12, 2, 11, 0))
-    builder = DigestBuilder(Store(engine), settings(tmp_path))
+    builder = bootstrap(settings(tmp_path), engine=engine).digests
     assert builder.build_due(utc(2025, 12, 7, 20, 0)) == []  # Sunday
     assert builder.build_due(utc(2025, 12, 8, 7, 59)) == []  # Monday 08:59 local
     [built] = builder.build_due(utc(2025, 12, 8, 8, 0))  # Monday 09:00 local
@@ -530,7 +531,7 @@ def test_preview_returns_payloads_without_writing_rows(engine, dumps, tmp_path) 
     sid = sub(engine, "ada@example.org", "diffusion")
     slack = sub(engine, "slack:#papers", "diffusion")
     ingest(engine, dumps / NAMES[0])
-    builder = DigestBuilder(Store(engine), settings(tmp_path, postal_address="1 Main St, Springfield"))
+    builder = bootstrap(settings(tmp_path, postal_address="1 Main St, Springfield"), engine=engine).digests
 
     found = builder.preview("ada@example.org", utc(2025, 12, 1, 7, 0))  # before it is even due
     assert found is not None
@@ -558,7 +559,7 @@ def test_a_digest_another_process_is_building_is_not_queued_twice(engine, dumps,
     papers = matched_ids(engine, sid)
     with Session(engine) as session:
         ada = session.scalar(select(Recipient.id).where(Recipient.address == "ada@example.org"))
-    builder = DigestBuilder(Store(engine), settings(tmp_path))
+    builder = bootstrap(settings(tmp_path), engine=engine).digests
     outcome: dict = {}
 
     def build() -> None:

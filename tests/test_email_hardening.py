@@ -26,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from conftest import copy_samples
+from digestbot.bootstrap import bootstrap
 from digestbot.channels import FileChannel, PermanentDeliveryError, SendGridChannel, SmtpChannel, channels_for
 from digestbot.channels.mime import build_email
 from digestbot.core.digest import SUBJECT_MAX, TITLE_MAX, Digest, PaperRef, SubscriptionRef, compose, cut_segments
@@ -35,7 +36,6 @@ from digestbot.core.tokens import LinkSigner
 from digestbot.errors import ConfigError
 from digestbot.render import Links, Renderer, Sender, list_id, mail_domain
 from digestbot.services.delivery import OutboxSender
-from digestbot.services.digests import DigestBuilder
 from digestbot.services.ingest import ingest_paths
 from digestbot.services.matching import SubscriptionMatcher
 from digestbot.services.subscriptions import subscribe
@@ -344,7 +344,7 @@ def test_a_built_digest_is_bounded_by_the_setting_and_written_with_raw_headers(e
     report = ingest_paths(Store(engine), [copy_samples(tmp_path / "dumps", MTIME)], now=T0, settle_seconds=0,
                           matcher=SubscriptionMatcher())
     assert report.files
-    [built] = DigestBuilder(Store(engine), settings).build_due(DUE)
+    [built] = bootstrap(settings, engine=engine).digests.build_due(DUE)
     assert built.papers > 40  # far more than 50 KB can show
 
     with Session(engine) as session:

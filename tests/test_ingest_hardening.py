@@ -31,6 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from conftest import NAMES, SAMPLES, copy_samples, write_dated
+from digestbot.bootstrap import bootstrap
 from digestbot.core.dumps import DumpLimits, DumpReader, excerpt, parse_dump, shorten
 from digestbot.core.identity import MAX_KEY_CHARS, title_key
 from digestbot.core.settle import Look, settled
@@ -555,7 +556,7 @@ def test_run_once_ingests_a_future_mtime(engine, tmp_path):
                         email_backend="file", slack_backend="file", secret_key="test")
     future_file(settings.watch_dir)
     waits = []
-    Bot(Store(engine), settings, clock=lambda: NOW).run_once(sleep=waits.append)
+    Bot(bootstrap(settings, engine=engine, clock=lambda: NOW)).run_once(sleep=waits.append)
     assert waits == [2.0]
     assert [(r.status, r.new) for r in dump_rows(engine)] == [("ingested", NEW[0])]
 

@@ -26,6 +26,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from conftest import copy_samples, one_line_error, write_dated
+from digestbot.bootstrap import bootstrap
 from digestbot.channels import channels_for
 from digestbot.core.query import QueryError, parse_query, parse_stored_query
 from digestbot.core.recipients import parse_recipient
@@ -34,7 +35,7 @@ from digestbot.core.slash import parse_command
 from digestbot.core.tokens import LinkSigner
 from digestbot.errors import ConfigError, NotFound, UsageError
 from digestbot.services.delivery import OutboxSender
-from digestbot.services.digests import DigestBuilder, signing_key
+from digestbot.services.digests import signing_key
 from digestbot.services.health import queue_admin_alerts
 from digestbot.services.ingest import ingest_paths
 from digestbot.services.matching import SubscriptionMatcher
@@ -171,7 +172,7 @@ def test_an_old_query_with_a_line_break_still_gets_its_digest_with_a_one_line_su
     dumps = sorted(copy_samples(tmp_path / "dumps", (NOW - timedelta(days=30)).timestamp()).iterdir())
     ingest_paths(Store(engine), dumps, now=NOW + timedelta(minutes=30), settle_seconds=0, matcher=SubscriptionMatcher())
     settings = quiet_settings(tmp_path, DIGESTBOT_EMAIL_BACKEND="file")
-    [built] = DigestBuilder(Store(engine), settings).build_due(NOW + timedelta(hours=2))
+    [built] = bootstrap(settings, engine=engine).digests.build_due(NOW + timedelta(hours=2))
     assert built.papers > 0 and '"diffusion model"' in built.subject and built.subject.isprintable()
     report = OutboxSender(Store(engine), channels_for(settings), settings).send_all()
     assert (report.sent, report.failed) == (1, 0), report.errors
@@ -466,7 +467,7 @@ def web_client(engine, tmp_path: Path, **env: str):
     settings = Settings.load(env={
         "DIGESTBOT_OUTBOX_DIR": str(tmp_path / "outbox"), "DIGESTBOT_BASE_URL": "https://digest.example.org",
         "SLACK_SIGNING_SECRET": SLACK_SECRET, **env}, dotenv_path=None)
-    return create_app(settings, engine, send_in_background=False).test_client()
+    return create_app(bootstrap(settings, engine=engine)).test_client()
 
 
 def csrf_of(client) -> str:

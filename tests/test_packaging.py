@@ -39,7 +39,7 @@ def _shipped(folder: str) -> list[str]:
 
 def test_wheel_contains_the_package_and_its_data(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert "digestbot/__init__.py" in names and "digestbot/cli.py" in names
+    assert "digestbot/__init__.py" in names and "digestbot/cli/__init__.py" in names
     assert "digestbot/migrations/env.py" in names
     versions = [n for n in names if n.startswith("digestbot/migrations/versions/") and n.endswith(".py")]
     assert versions, "no migration versions in the wheel"

@@ -25,15 +25,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from conftest import copy_samples
+from digestbot.bootstrap import bootstrap
 from digestbot.core.schedule import parse_schedule
 from digestbot.core.tokens import LinkSigner
-from digestbot.services.digests import DigestBuilder, signing_key
+from digestbot.services.digests import signing_key
 from digestbot.services.ingest import ingest_paths
 from digestbot.services.matching import SubscriptionMatcher
 from digestbot.services.subscriptions import subscribe
 from digestbot.settings import Settings
 from digestbot.store import OutboxMessage, Recipient, Store, Subscription, connect, migrate
 from digestbot.web import create_app
+from digestbot.web.app import site_of
 
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 WEBHOOK_SECRET = "sendgrid-events-secret-0123456789"
@@ -53,7 +55,7 @@ def settings_for(engine, tmp_path: Path, **env: str) -> Settings:
 @pytest.fixture
 def make_client(engine, tmp_path):
     def make(**env: str):
-        app = create_app(settings_for(engine, tmp_path, **env), engine, send_in_background=False)
+        app = create_app(bootstrap(settings_for(engine, tmp_path, **env), engine=engine))
         return app.test_client()
     return make
 
@@ -144,7 +146,7 @@ def test_subscribing_queues_one_confirmation_and_nothing_else(client, engine) ->
 def test_an_unconfirmed_subscription_gets_no_digest(client, engine, tmp_path) -> None:
     subscribe_via_form(client)
     ingest_samples(engine, tmp_path, datetime.now(UTC) + timedelta(minutes=1))
-    builder = DigestBuilder(Store(engine), settings_for(engine, tmp_path))
+    builder = bootstrap(settings_for(engine, tmp_path), engine=engine).digests
     assert builder.build_due(datetime.now(UTC) + timedelta(days=8)) == []
     assert [m.kind for m in outbox(engine)] == ["confirm"]
 
@@ -239,7 +241,7 @@ def test_opening_the_confirmation_link_does_not_confirm_the_button_does(client, 
 def test_a_confirmed_subscription_gets_its_digest(client, engine, tmp_path) -> None:
     confirmed(client, engine)
     ingest_samples(engine, tmp_path, datetime.now(UTC) + timedelta(minutes=1))
-    built = DigestBuilder(Store(engine), settings_for(engine, tmp_path)).build_due(datetime.now(UTC) + timedelta(days=8))
+    built = bootstrap(settings_for(engine, tmp_path), engine=engine).digests.build_due(datetime.now(UTC) + timedelta(days=8))
     assert [(b.recipient, b.cadence) for b in built] == [("ada@example.org", "weekly")]
 
 
@@ -398,8 +400,8 @@ def test_an_unsubscribe_token_cannot_stop_someone_elses_subscription(client, eng
 def test_the_see_all_link_lists_the_digests_papers(client, engine, signer, tmp_path) -> None:
     confirmed(client, engine)
     ingest_samples(engine, tmp_path, datetime.now(UTC) + timedelta(minutes=1))
-    [built] = DigestBuilder(Store(engine), settings_for(engine, tmp_path, DIGESTBOT_DIGEST_MAX_PAPERS="1")
-                            ).build_due(datetime.now(UTC) + timedelta(days=8))
+    [built] = bootstrap(settings_for(engine, tmp_path, DIGESTBOT_DIGEST_MAX_PAPERS="1")
+                            , engine=engine).digests.build_due(datetime.now(UTC) + timedelta(days=8))
     recipient_id = subs_of(engine, "ada@example.org")[0].recipient_id
     page = client.get(signer.digest_url(recipient_id, built.digest_key).removeprefix(signer.base_url))
     assert page.status_code == 200
@@ -506,7 +508,7 @@ def test_suspended_recipients_get_no_digest(client, engine, tmp_path) -> None:
     confirmed(client, engine)
     client.post(EVENTS, json=[{"email": "ada@example.org", "event": "spamreport", "sg_event_id": "x"}])
     ingest_samples(engine, tmp_path, datetime.now(UTC) + timedelta(minutes=1))
-    assert DigestBuilder(Store(engine), settings_for(engine, tmp_path)).build_due(datetime.now(UTC) + timedelta(days=8)) == []
+    assert bootstrap(settings_for(engine, tmp_path), engine=engine).digests.build_due(datetime.now(UTC) + timedelta(days=8)) == []
 
 
 def test_signed_events_are_checked_when_a_key_is_configured(engine, make_client) -> None:
@@ -555,7 +557,7 @@ def test_healthz_says_when_the_database_cannot_be_reached(tmp_path) -> None:
     migrate(engine)
     settings = Settings.load(env={"DIGESTBOT_DATABASE_URL": url, "DIGESTBOT_OUTBOX_DIR": str(tmp_path / "outbox")},
                              dotenv_path=None)
-    client = create_app(settings, engine, send_in_background=False).test_client()
+    client = create_app(bootstrap(settings, engine=engine)).test_client()
     assert client.get("/healthz").get_json()["status"] == "ok"
     engine.dispose()
     shutil.rmtree(folder)  # SQLite cannot open a file in a folder that is gone
@@ -579,11 +581,15 @@ def test_no_token_or_secret_reaches_the_log(client, engine, caplog) -> None:
 
 def test_the_courier_writes_the_confirmation_to_the_outbox_at_once(engine, tmp_path) -> None:
     settings = settings_for(engine, tmp_path, DIGESTBOT_EMAIL_BACKEND="file")
-    client = create_app(settings, engine).test_client()
-    subscribe_via_form(client)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and not list((tmp_path / "outbox").rglob("*.eml")):
-        time.sleep(0.05)
+    app = create_app(bootstrap(settings, engine=engine))
+    site_of(app).start()
+    try:
+        subscribe_via_form(app.test_client())
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not list((tmp_path / "outbox").rglob("*.eml")):
+            time.sleep(0.05)
+    finally:
+        site_of(app).stop()
     [eml] = list((tmp_path / "outbox").rglob("*.eml"))
     assert "/confirm/" in eml.read_text() and "ada@example.org" in eml.read_text()
     assert outbox(engine)[0].status == "sent"

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from digestbot.bootstrap import bootstrap
 from digestbot.core.schedule import parse_schedule
 from digestbot.errors import ConfigError
 from digestbot.services.feedback import SEEN_FOR, first_time, first_times, forget_seen_events
@@ -51,7 +52,7 @@ def settings_for(engine, tmp_path: Path, **env: str) -> Settings:
 def make_client(engine, tmp_path):
     def make(clock=None, **env: str):
         extra = {"clock": clock} if clock else {}
-        return create_app(settings_for(engine, tmp_path, **env), engine, send_in_background=False, **extra).test_client()
+        return create_app(bootstrap(settings_for(engine, tmp_path, **env), engine=engine, **extra)).test_client()
     return make
 
 
@@ -330,8 +331,7 @@ class Browser:
 
 def test_a_burst_of_large_posts_leaves_pages_and_healthz_answering(engine, tmp_path) -> None:
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    app = create_app(settings_for(engine, tmp_path, DIGESTBOT_SENDGRID_WEBHOOK_SECRET=SECRET), engine,
-                     send_in_background=False)
+    app = create_app(bootstrap(settings_for(engine, tmp_path, DIGESTBOT_SENDGRID_WEBHOOK_SECRET=SECRET), engine=engine))
     port = free_port()
     server = waitress.server.create_server(app, host="127.0.0.1", port=port, threads=8)
     serving = threading.Thread(target=server.run, daemon=True)

@@ -7,6 +7,8 @@ manage token cannot be replayed as an unsubscribe token and a forged token is re
 
 from __future__ import annotations
 
+import hashlib
+
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
 from digestbot.errors import DigestbotError
@@ -27,6 +29,10 @@ class LinkSigner:
             raise ValueError("a signing key is required")
         self._key = secret_key
         self.base_url = base_url.rstrip("/")
+
+    def derived_key(self, purpose: str) -> str:
+        """A key of its own for another use (the web session's cookie): neither can stand in for the other."""
+        return hashlib.sha256(f"digestbot-{purpose}:{self._key}".encode()).hexdigest()
 
     def _serializer(self, purpose: str) -> URLSafeSerializer:
         kind = URLSafeTimedSerializer if purpose in TIMED else URLSafeSerializer

@@ -19,7 +19,8 @@ from digestbot.core.schedule import CADENCES, Schedule, latest_slot
 from digestbot.core.tokens import LinkSigner
 from digestbot.render import Links, Renderer, Sender, mail_domain
 from digestbot.settings import Settings
-from digestbot.store import Conflict, NewMessage, Paper, Recipient, Store, Subscription, Transaction
+from digestbot.errors import Conflict
+from digestbot.store import NewMessage, Paper, Recipient, Store, Subscription, Transaction
 
 
 # Queries are parsed for every digest of a run, and popular ones are shared by many readers.
@@ -57,14 +58,14 @@ def digest_papers(store: Store, recipient_id: int, digest_key: str) -> list[Pape
 class DigestBuilder:
     """Everything needed to turn matches into rendered outbox rows."""
 
-    def __init__(self, store: Store, settings: Settings, renderer: Renderer | None = None,
+    def __init__(self, store: Store, settings: Settings, renderer: Renderer, signer: LinkSigner, sender: Sender,
                  clock: Clock = utcnow) -> None:
         self.store = store
-        self.clock = clock
         self.settings = settings
-        self.renderer = renderer or Renderer()
-        self.signer = LinkSigner(signing_key(store, settings), settings.base_url)
-        self.sender = Sender(settings.from_email, settings.from_name, settings.postal_address)
+        self.renderer = renderer
+        self.signer = signer
+        self.sender = sender
+        self.clock = clock
 
     # ---- what is due ----
 

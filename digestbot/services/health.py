@@ -10,7 +10,7 @@ import hashlib
 from datetime import datetime, timedelta
 
 from digestbot.core.digest import one_line
-from digestbot.core.recipients import parse_recipient
+from digestbot.core.recipients import parse_recipient, shown
 from digestbot.core.schedule import Schedule, next_slot
 from digestbot.render import Sender, admin_alert_payload
 from digestbot.settings import Settings
@@ -33,7 +33,7 @@ def next_digests(tx: Transaction, now: datetime, limit: int = 10) -> list[dict]:
         if key not in soonest or when < soonest[key]:
             soonest[key] = when
     ordered = sorted(soonest.items(), key=lambda item: item[1])[:limit]
-    return [{"recipient": r, "cadence": c, "at": when.isoformat()} for (r, c), when in ordered]
+    return [{"recipient": shown(r), "cadence": c, "at": when.isoformat()} for (r, c), when in ordered]
 
 
 def pending_alerts(tx: Transaction, settings: Settings, now: datetime) -> list[tuple[str, str, str]]:

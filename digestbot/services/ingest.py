@@ -31,13 +31,13 @@ from digestbot.core.diff import KNOWN_LIMIT, Candidate, DumpDiff, attach, oldest
 from digestbot.core.dumps import DumpLimits, DumpReader, Entry
 from digestbot.core.matcher import gc_paused
 from digestbot.core.settle import Look, settled
-from digestbot.errors import DumpError
+from digestbot.errors import Conflict, DumpError, StoreError
 from digestbot.services.dump_files import (
     Changed, DumpPath, entry_chunks, examine, expand_paths, look_at, path_key, same_file, sha256_of, shown_path,
 )
 from digestbot.services.matching import NewPaper, SubscriptionMatcher
 from digestbot.settings import Settings
-from digestbot.store import DatabaseError, DuplicateKey, Store, Transaction
+from digestbot.store import Store, Transaction
 from digestbot.store.papers import Papers
 
 __all__ = ["CHUNK_ENTRIES", "DumpPath", "FileResult", "IngestReport", "dump_limits", "expand_paths", "ingest_file",
@@ -258,27 +258,15 @@ def _parse_and_store(
     except DumpError as exc:
         _record_failure(store, shown, sha, size, str(exc), now)
         return FileResult(shown, "failed", note=str(exc))
-    except DuplicateKey as exc:
-        with store.reading() as tx:
-            winner = tx.papers.ingested_path(sha)
-        if winner is not None:  # another process ingested the same content at the same moment
-            return FileResult(shown, "skipped", note=f"same content as {winner}, ingested concurrently")
-        reason = _one_line(f"database error: {exc.orig}")
-        _record_failure(store, shown, sha, size, reason, now)
-        return FileResult(shown, "failed", note=reason)
-    except DatabaseError as exc:
-        reason = _one_line(f"database error: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}")
-        _record_failure(store, shown, sha, size, reason, now)
-        return FileResult(shown, "failed", note=reason)
+    except StoreError as exc:
+        if isinstance(exc, Conflict):
+            with store.reading() as tx:
+                winner = tx.papers.ingested_path(sha)
+            if winner is not None:  # another process ingested the same content at the same moment
+                return FileResult(shown, "skipped", note=f"same content as {winner}, ingested concurrently")
+        _record_failure(store, shown, sha, size, str(exc), now)
+        return FileResult(shown, "failed", note=str(exc))
 
-
-def _one_line(text: str, limit: int = 200) -> str:
-    """The first line of a message, at most ``limit`` characters, printable only: a database's
-    message may quote the data it choked on."""
-    line = text.strip().splitlines()[0] if text.strip() else text
-    if len(line) > limit:
-        line = line[:limit - 1] + "…"
-    return line if line.isprintable() else "".join(c if c.isprintable() else "?" for c in line)
 
 
 class _FileIngest:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from digestbot.core.query import parse_query, unprintable
-from digestbot.core.recipients import Recipient, parse_recipient
+from digestbot.core.recipients import Recipient, parse_recipient, shown
 from digestbot.core.schedule import Schedule, parse_schedule
 from digestbot.errors import DigestbotError, NotFound, UsageError
 from digestbot.services.matching import papers_matching, papers_since, store_query_matches
@@ -26,8 +26,9 @@ MAX_BACKFILL_DAYS = 36500  # a century: more than any store holds, and far from 
 
 
 def subscription_json(sub: Subscription) -> dict:
+    """The subscription as `subscriptions --json` prints it (a webhook URL shown, not given away)."""
     return {
-        "id": sub.id, "recipient": sub.recipient.address, "query": sub.query, "name": sub.name,
+        "id": sub.id, "recipient": shown(sub.recipient.address), "query": sub.query, "name": sub.name,
         "cadence": sub.cadence, "at": sub.send_at, "day": sub.weekday, "tz": sub.timezone,
         "active": sub.active, "pending": sub.pending, "created_at": sub.created_at.isoformat(),
         "match_since": sub.match_since.isoformat(),

@@ -1,18 +1,20 @@
-"""The store: SQLAlchemy models, the engine, and the schema (created only by Alembic migrations)."""
+"""The store: the one place with SQL. ``Store`` and its ``Transaction`` (unit.py) give services
+the repositories of each aggregate; the models are the tables; the schema is made only by the
+Alembic migrations (``Store.migrate``, `digestbot init`)."""
 
 from sqlalchemy import Engine  # what ``connect`` returns: entry points hand it to ``Store``
 
-from digestbot.store.db import DatabaseError, DuplicateKey, connect, ensure_current, migrate, schema_revision
-from digestbot.store.unit import Store, Transaction
-from digestbot.store.outbox import NewMessage
-from digestbot.store.repository import Conflict
+from digestbot.store.db import connect, ensure_current, migrate, schema_revision
 from digestbot.store.models import (
-    AdminAlert, Base, Counter, DigestItem, DumpFile, Match, MatchQuery, OutboxMessage, Paper, PaperSighting, QueryMatch,
-    Recipient, Secret, Subscription, SubscriptionPause, JobRun, Lease, WebhookEvent,
+    AdminAlert, Base, Counter, DigestItem, DumpFile, JobRun, Lease, Match, MatchQuery, OutboxMessage, Paper,
+    PaperSighting, QueryMatch, Recipient, Secret, Subscription, SubscriptionPause, WebhookEvent,
 )
+from digestbot.store.outbox import NewMessage
+from digestbot.store.unit import Store, Transaction
 
 __all__ = [
-    "MatchQuery", "PaperSighting", "QueryMatch", "SubscriptionPause",
-    "AdminAlert", "JobRun", "Lease", "Conflict", "DatabaseError", "DuplicateKey", "Engine", "NewMessage",
-    "Base", "Counter", "DigestItem", "DumpFile", "Match", "OutboxMessage", "Paper", "Recipient", "Secret",
-    "Store", "Subscription", "Transaction", "WebhookEvent", "connect", "ensure_current", "migrate", "schema_revision"]
+    "AdminAlert", "Base", "Counter", "DigestItem", "DumpFile", "Engine", "JobRun", "Lease", "Match", "MatchQuery",
+    "NewMessage", "OutboxMessage", "Paper", "PaperSighting", "QueryMatch", "Recipient", "Secret", "Store",
+    "Subscription", "SubscriptionPause", "Transaction", "WebhookEvent", "connect", "ensure_current", "migrate",
+    "schema_revision",
+]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -11,15 +14,30 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 
-from digestbot.errors import ConfigError, SchemaOutOfDate
+from digestbot.errors import ConfigError, Conflict, SchemaOutOfDate, StoreError
 from digestbot.resources import resource_dir
 
 
-# The database's refusals, for services to catch without naming SQLAlchemy: any error of the
-# database or its driver, and a broken unique key (another writer stored the same thing first).
-# Each has the driver's own exception as ``orig`` when it comes from the driver.
-DatabaseError = SQLAlchemyError
-DuplicateKey = IntegrityError
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """SQLAlchemy's and the driver's errors as digestbot's (errors.py), so that nothing above the
+    store names SQLAlchemy: a broken unique key is a ``Conflict`` (another writer stored the same
+    thing first), anything else a ``StoreError``; each with the database's first line."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise Conflict(f"database: {_first_line(exc)}") from exc
+    except SQLAlchemyError as exc:
+        raise StoreError(f"database: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    """The driver's message (not SQLAlchemy's wrapping, which quotes the statement), first line,
+    printable: a database's message may quote the data it choked on."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    line = text.splitlines()[0] if text else exc.__class__.__name__
+    line = line if len(line) <= 300 else line[:299] + "…"
+    return line if line.isprintable() else "".join(c if c.isprintable() else "?" for c in line)
 
 # An execution option on connections that only read (Store.reading): on SQLite they begin a
 # deferred transaction instead of taking the write lock.
@@ -91,7 +109,7 @@ def head_revision() -> str:
 
 
 def schema_revision(engine: Engine) -> str | None:
-    with engine.connect() as connection:
+    with database_errors(), engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
@@ -100,7 +118,7 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
     before = schema_revision(engine)
     cfg = _alembic_config()
     sqlite = engine.dialect.name == "sqlite"
-    with engine.connect() as connection:
+    with database_errors(), engine.connect() as connection:
         raw = connection.connection.driver_connection
         if sqlite:
             # Batch migrations copy and drop tables; with foreign keys on, dropping a table

@@ -21,7 +21,8 @@ from sqlalchemy.orm import aliased
 
 from digestbot.store.db import insert_ignoring_duplicates
 from digestbot.store.models import AdminAlert, DigestItem, Match, OutboxMessage, Paper
-from digestbot.store.repository import Conflict, Repository
+from digestbot.errors import Conflict
+from digestbot.store.repository import Repository
 
 
 

@@ -11,14 +11,6 @@ Model = TypeVar("Model")
 MAX_ID = 2**63 - 1
 
 
-class Conflict(Exception):
-    """Another transaction stored the same key first (two processes did the same work at once).
-
-    The caller's transaction cannot go on: let the exception leave the ``with`` block, which
-    rolls it back, and treat the work as done by the other process.
-    """
-
-
 class Repository:
     """SQL for one aggregate, inside the caller's transaction (see ``digestbot.store.unit``)."""
 

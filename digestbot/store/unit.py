@@ -15,7 +15,7 @@ from functools import cached_property
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from digestbot.store.db import READ_ONLY
+from digestbot.store.db import READ_ONLY, database_errors, migrate
 from digestbot.store.events import Events
 from digestbot.store.jobs import Jobs
 from digestbot.store.matches import Matches
@@ -46,15 +46,25 @@ class Store:
         """A unit of work that writes: committed when the block ends, rolled back if it raises.
 
         Objects read inside stay usable after it (their attributes are not expired on commit).
+
+        :raises Conflict: another transaction stored one of the same keys first (rolled back)
+        :raises StoreError: the database failed (rolled back)
         """
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+        with database_errors(), Session(self.engine, expire_on_commit=False) as session, session.begin():
             yield Transaction(session)
 
     @contextmanager
     def reading(self) -> Iterator[Transaction]:
-        """A unit of work that only reads (never commits)."""
-        with Session(self._reader, expire_on_commit=False) as session:
+        """A unit of work that only reads (never commits).
+
+        :raises StoreError: the database failed
+        """
+        with database_errors(), Session(self._reader, expire_on_commit=False) as session:
             yield Transaction(session)
+
+    def migrate(self) -> tuple[str | None, str]:
+        """Create or upgrade the schema to the newest revision; returns (before, after)."""
+        return migrate(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()

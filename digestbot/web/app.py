@@ -7,7 +7,6 @@ under waitress; an ASGI app would push every call into a thread pool for nothing
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import threading
@@ -22,19 +21,18 @@ from sendgrid.helpers.eventwebhook import EventWebhook
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from digestbot.channels import channels_for
-from digestbot.clock import Clock, utcnow
+from digestbot.bootstrap import Parts
+from digestbot.clock import Clock
 from digestbot.core.tokens import LinkSigner
 from digestbot.errors import ConfigError
-from digestbot.render import Renderer, Sender
+from digestbot.render import Renderer
 from digestbot.resources import resource_dir
 from digestbot.services.delivery import OutboxSender
-from digestbot.services.digests import signing_key
 from digestbot.services.health import database_revision
 from digestbot.services.notices import NOTICES, Notices
 from digestbot.services.search import RecentPapers
 from digestbot.settings import Settings
-from digestbot.store import Engine, Store, ensure_current
+from digestbot.store import Store
 from digestbot.web.guards import RateLimiter, csrf_token
 
 log = logging.getLogger("digestbot.web")
@@ -46,22 +44,39 @@ class Courier:
     """Sends the emails the pages queue (confirmations, manage links) at once, from a thread.
 
     Digests stay with `digestbot run`; a `digestbot run` sending these too is harmless, since
-    rows are claimed before they are sent.
+    rows are claimed before they are sent. The thread runs between ``start`` and ``stop``, which
+    the entry point that serves the pages calls; until then queued emails wait for `digestbot run`.
     """
 
-    def __init__(self, store: Store, settings: Settings) -> None:
-        self._sender = OutboxSender(store, channels_for(settings), settings, kinds=NOTICES)
+    def __init__(self, sender: OutboxSender) -> None:
+        self._sender = sender
         self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="courier", daemon=True)
-        self._thread.start()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="courier", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Let the email being sent finish, then end the thread."""
+        self._stopping.set()
+        self._sender.stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
 
     def kick(self) -> None:
         self._wake.set()
 
     def _loop(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             self._wake.wait()
             self._wake.clear()
+            if self._stopping.is_set():
+                return
             try:
                 report = self._sender.send_all(wait_for_retries=0)
                 if report.failed:
@@ -81,13 +96,21 @@ class Site:
     signer: LinkSigner
     notices: Notices
     client_limiter: RateLimiter
-    courier: Courier | None
+    courier: Courier
     recent_papers: RecentPapers  # the preview's papers: the last two weeks
     background: ThreadPoolExecutor  # slash commands, so that Slack is answered in time
 
     def sent_something(self) -> None:
-        if self.courier is not None:
-            self.courier.kick()
+        self.courier.kick()
+
+    def start(self) -> None:
+        """Start sending queued emails at once (the courier's thread): for the process that serves."""
+        self.courier.start()
+
+    def stop(self) -> None:
+        """Stop the threads of the site: the courier's, and those answering slash commands late."""
+        self.courier.stop()
+        self.background.shutdown(wait=True, cancel_futures=False)
 
     @cached_property
     def time_zones(self) -> list[str]:
@@ -139,7 +162,12 @@ def _scrub_tokens_in_logs(*names: str) -> None:
 
 
 def site() -> Site:
-    return current_app.extensions["digestbot"]
+    """The site of the application handling the current request."""
+    return site_of(current_app)
+
+
+def site_of(app: Flask) -> Site:
+    return app.extensions["digestbot"]
 
 
 def client_key() -> str:
@@ -159,12 +187,12 @@ SECURITY_HEADERS = {
 }
 
 
-def create_app(settings: Settings, engine: Engine, *, clock: Clock = utcnow,
-               send_in_background: bool = True) -> Flask:
-    """The web application. ``send_in_background`` starts the thread that sends confirmation emails."""
+def create_app(parts: Parts) -> Flask:
+    """The web application over the parts. It starts no thread: whoever serves it calls
+    ``site_of(app).start()``, and ``stop()`` on the way out."""
     from digestbot.web import pages, sendgrid_events, slack_commands
 
-    ensure_current(engine)
+    settings = parts.settings
     if settings.sendgrid_webhook_public_key:
         try:
             EventWebhook(settings.sendgrid_webhook_public_key)
@@ -173,11 +201,8 @@ def create_app(settings: Settings, engine: Engine, *, clock: Clock = utcnow,
     templates = resource_dir("templates")
     app = _Flask("digestbot.web", static_folder=str(templates / "web" / "static"), static_url_path="/static")
     _scrub_tokens_in_logs("waitress", "werkzeug", app.logger.name)
-    store = Store(engine)
-    key = signing_key(store, settings)
-    # The session cookie only carries the CSRF token and one-shot messages; its key is derived
-    # from the link-signing key so that neither can stand in for the other.
-    app.secret_key = hashlib.sha256(f"digestbot-session:{key}".encode()).hexdigest()
+    # The session cookie only carries the CSRF token and one-shot messages.
+    app.secret_key = parts.signer.derived_key("session")
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"), MAX_CONTENT_LENGTH=1 << 20,
@@ -185,14 +210,11 @@ def create_app(settings: Settings, engine: Engine, *, clock: Clock = utcnow,
     if settings.proxy_count:
         n = settings.proxy_count
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
-    renderer = Renderer(templates)
-    signer = LinkSigner(key, settings.base_url)
+    store = parts.store
     app.extensions["digestbot"] = Site(
-        store=store, settings=settings, clock=clock, renderer=renderer, signer=signer,
-        notices=Notices(renderer, signer, Sender(settings.from_email, settings.from_name, settings.postal_address)),
-        client_limiter=RateLimiter(settings.web_client_limit, CLIENT_WINDOW),
-        courier=Courier(store, settings) if send_in_background else None,
-        recent_papers=RecentPapers(days=14),
+        store=store, settings=settings, clock=parts.clock, renderer=parts.renderer, signer=parts.signer,
+        notices=parts.notices, client_limiter=RateLimiter(settings.web_client_limit, CLIENT_WINDOW),
+        courier=Courier(parts.outbox_sender(kinds=NOTICES)), recent_papers=RecentPapers(days=14),
         background=ThreadPoolExecutor(max_workers=4, thread_name_prefix="slack"),
     )
     app.register_blueprint(pages.blueprint)
