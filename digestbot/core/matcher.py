@@ -22,10 +22,8 @@ The meaning of a query is ``digestbot.core.query.evaluate``; the tests hold this
 from __future__ import annotations
 
 import bisect
-import gc
 from collections import Counter, defaultdict, deque
 from collections.abc import Hashable, Iterator, Sequence
-from contextlib import contextmanager
 from itertools import accumulate, chain, compress, count, repeat
 from operator import add, itemgetter
 
@@ -179,7 +177,7 @@ class QueryIndex:
     def match_bits(self, batch: Batch) -> Iterator[tuple[Hashable, int]]:
         """(owner, bitset of the batch's papers its query matches) for every owner with a match,
         evaluated as they are taken. Each distinct query is evaluated once, however many owners
-        share it. (Callers matching thousands of papers pause the collector: see gc_paused.)"""
+        share it."""
         owners, nodes, bits = self._owners, self._nodes, batch.bits
         for qid in self.candidates(batch):
             matched = bits(nodes[qid])
@@ -201,8 +199,7 @@ class Batch:
         """``papers`` are (title, abstract); ``vocabulary`` the joined forms worth indexing."""
         self.size = len(papers)
         self.all = (1 << self.size) - 1
-        with gc_paused():
-            self._index(papers, pair_joins_for(vocabulary))  # one dict look-up per pair of adjacent words
+        self._index(papers, pair_joins_for(vocabulary))  # one dict look-up per pair of adjacent words
         self._bits: dict[tuple[str, str], int] = {}
         self._word_bits: dict[tuple[str, str], int] = {}
         self._joined_bits: dict[tuple[str, str], int] = {}
@@ -416,21 +413,6 @@ class _PhraseSearch:
         return False
 
 
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while building large acyclic structures: it would
-    otherwise run every few hundred allocations and walk the growing structure again each time
-    (a third of the Batch's construction time). Reference counting still frees everything.
-    Nested pauses are fine: only the outermost one turns the collector back on."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def to_bits(positions, size: int) -> int:
     """The bitset of ``positions`` (each below ``size``; repeats are harmless)."""
     if not positions:
@@ -454,4 +436,4 @@ def matches(node: Node, title: str, abstract: str) -> bool:
     return bool(batch.bits(node))
 
 
-__all__ = ["Batch", "QueryIndex", "anchors", "gc_paused", "matches", "run_holds", "to_bits", "vocabulary"]
+__all__ = ["Batch", "QueryIndex", "anchors", "matches", "run_holds", "to_bits", "vocabulary"]
