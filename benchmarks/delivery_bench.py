@@ -73,7 +73,8 @@ from digestbot.bootstrap import settle_the_collector  # noqa: E402
 from digestbot.channels import channels_for  # noqa: E402
 from digestbot.core.digest import PaperRef, SubscriptionRef, compose  # noqa: E402
 from digestbot.core.dumps import parse_dump  # noqa: E402
-from digestbot.core.matcher import Batch, QueryIndex  # noqa: E402
+from digestbot.core.batch import Batch  # noqa: E402
+from digestbot.core.matcher import QueryIndex  # noqa: E402
 from digestbot.core.query import parse_query  # noqa: E402
 from digestbot.core.text import raw_words  # noqa: E402
 from digestbot.core.tokens import LinkSigner  # noqa: E402

@@ -55,7 +55,8 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 from digestbot.bootstrap import settle_the_collector  # noqa: E402
 from digestbot.core.dumps import parse_dump  # noqa: E402
-from digestbot.core.query import Document, evaluate, parse_query  # noqa: E402
+from digestbot.core.query import parse_query  # noqa: E402
+from digestbot.core.reference import Document, evaluate  # noqa: E402
 from digestbot.core.text import raw_words, stem  # noqa: E402
 from digestbot.services.matching import NewPaper, SubscriptionMatcher, store_batch_matches  # noqa: E402
 from digestbot.services.subscriptions import import_subscriptions  # noqa: E402

@@ -28,7 +28,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from digestbot.core.diff import KNOWN_LIMIT, Candidate, DumpDiff, attach, oldest_by_fingerprint
-from digestbot.core.dumps import DumpLimits, DumpReader, Entry
+from digestbot.core.dump_format import Entry
+from digestbot.core.dumps import DumpLimits, DumpReader
 from digestbot.core.settle import Look, settled
 from digestbot.errors import DumpError
 from digestbot.services.dump_files import (

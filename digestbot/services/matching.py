@@ -19,8 +19,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from digestbot.core.matcher import Batch, QueryIndex, to_bits, vocabulary
-from digestbot.core.query import Node, parse_stored_query
+from digestbot.core.batch import Batch, to_bits
+from digestbot.core.matcher import QueryIndex, vocabulary
+from digestbot.core.query import parse_stored_query
+from digestbot.core.query_tree import Node
 from digestbot.store import Transaction
 from digestbot.store.matches import QUERIES_PER_DOCUMENT
 

@@ -7,8 +7,10 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from digestbot.core.matcher import Batch, vocabulary
-from digestbot.core.query import Document, Node, Run, Term, evaluate, leaves
+from digestbot.core.batch import Batch
+from digestbot.core.matcher import vocabulary
+from digestbot.core.query_tree import Node, Run, Term, leaves
+from digestbot.core.reference import Document, evaluate
 from digestbot.core.text import analyze, stem
 from digestbot.store import Paper, Store
 
