@@ -80,8 +80,8 @@ class Entry(NamedTuple):
     """One paper as listed in a dump.
 
     Title and abstract are one line each, with every run of whitespace made one space.
-    A named tuple: immutable like a frozen dataclass, and made in a third of the time, which
-    counts when a dump lists tens of thousands of papers.
+    A named tuple: immutable like a frozen dataclass, and much cheaper to make (see
+    BENCHMARKS.md, "Ingest"), which counts when a dump lists tens of thousands of papers.
     """
 
     title: str

@@ -57,7 +57,7 @@ _ODD_SPACE_BYTES = tuple(c.encode() for c in ODD_SPACES)
 
 
 # An empty line, where the text is cut into pieces (see DumpReader._segment). A regular expression
-# cuts there in half the time bytes.split takes: it skips from one "\n" to the next.
+# cuts there faster than bytes.split (see BENCHMARKS.md, "Ingest"): it skips from one "\n" to the next.
 _EMPTY_LINE_BYTES = re.compile(b"\n\n")
 # A line of ASCII whitespace only, which ends a paragraph as an empty line does: where an over-long
 # run of text without an empty line may still be cut (see DumpReader._overlong).
