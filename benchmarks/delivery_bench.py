@@ -69,11 +69,12 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 import digestbot.core.digest as digest_module  # noqa: E402
-from digestbot.bootstrap import bootstrap
+from digestbot.bootstrap import bootstrap, settle_the_collector  # noqa: E402
 from digestbot.channels import channels_for  # noqa: E402
 from digestbot.core.digest import PaperRef, SubscriptionRef, compose  # noqa: E402
 from digestbot.core.dumps import parse_dump  # noqa: E402
-from digestbot.core.matcher import Batch, QueryIndex  # noqa: E402
+from digestbot.core.batch import Batch  # noqa: E402
+from digestbot.core.matcher import QueryIndex  # noqa: E402
 from digestbot.core.query import parse_query  # noqa: E402
 from digestbot.core.text import raw_words  # noqa: E402
 from digestbot.core.tokens import LinkSigner  # noqa: E402
@@ -483,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.digests < 1 or args.workers < 1 or args.latency_ms < 0:
         parser.error("--digests and --workers must be at least 1, --latency-ms not negative")
+    settle_the_collector()  # as every entry point does
     build_recipients = args.build_recipients or args.digests
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         os.environ.pop(name, None)  # the SDK would send through a proxy: keep every request on 127.0.0.1

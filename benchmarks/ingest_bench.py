@@ -35,6 +35,7 @@ from pathlib import Path
 from _common import ROOT, Database, load_average, machine  # noqa: E402  (also puts the checkout on sys.path)
 
 
+from digestbot.bootstrap import settle_the_collector  # noqa: E402
 from digestbot.core.dumps import parse_dump  # noqa: E402
 from digestbot.core.identity import abstract_fingerprint, title_key  # noqa: E402
 from digestbot.services.ingest import ingest_paths  # noqa: E402
@@ -187,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.papers < 1 or args.parse_repeats < 1:
         parser.error("--papers and --parse-repeats must be at least 1")
+    settle_the_collector()  # as every entry point does
 
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     facts = {**machine(), "load_average_before": load_average()}

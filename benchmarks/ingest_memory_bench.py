@@ -71,11 +71,13 @@ def write_dumps(folder: Path, papers: int, seed: int) -> list[Path]:
 
 def child(url: str, path: str, expect: str, papers: int) -> None:
     """One ingest in this fresh process: prints its figures as JSON."""
+    from digestbot.bootstrap import settle_the_collector
     from digestbot.services.ingest import ingest_paths
     from digestbot.services.matching import SubscriptionMatcher
     from digestbot.store import Store, connect
 
     engine = connect(url)
+    settle_the_collector()  # as every entry point does
     before = status_mb("VmRSS")
     start, start_cpu = time.perf_counter(), time.process_time()
     (result,) = ingest_paths(Store(engine), [Path(path)], now=datetime.now(UTC), settle_seconds=0,
@@ -112,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.papers < 1:
         parser.error("--papers must be at least 1")
+    from digestbot.bootstrap import settle_the_collector
+
+    settle_the_collector()  # as every entry point does
 
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     facts = {**machine(), "load_average_before": load_average()}

@@ -53,9 +53,10 @@ from _common import ROOT, machine  # noqa: E402  (also puts the checkout on sys.
 from sqlalchemy import func, insert, select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
+from digestbot.bootstrap import settle_the_collector  # noqa: E402
 from digestbot.core.dumps import parse_dump  # noqa: E402
-from digestbot.core.matcher import gc_paused  # noqa: E402
-from digestbot.core.query import Document, evaluate, parse_query  # noqa: E402
+from digestbot.core.query import parse_query  # noqa: E402
+from digestbot.core.reference import Document, evaluate  # noqa: E402
 from digestbot.core.text import raw_words, stem  # noqa: E402
 from digestbot.services.matching import NewPaper, SubscriptionMatcher, store_batch_matches  # noqa: E402
 from digestbot.services.subscriptions import import_subscriptions  # noqa: E402
@@ -296,7 +297,7 @@ def run_engine(engine, papers: list[tuple[str, str]], paper_ids: list[int], firs
         cpu[phase] += time.process_time() - start_cpu
         return result
 
-    with Store(engine).transaction() as tx, gc_paused():  # as match_and_store does
+    with Store(engine).transaction() as tx:
         matcher = SubscriptionMatcher()
         timed("index", lambda: matcher.sync(tx))
         batch = timed("batch", lambda: matcher.batch(new_papers))
@@ -354,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--subscriptions, --papers and the reference sample sizes must be at least 1")
     if not 0 < args.max_word_share <= 1:
         parser.error("--max-word-share must be in (0, 1]")
+    settle_the_collector()  # as every entry point does
 
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     started = time.perf_counter()

@@ -103,14 +103,18 @@ def bootstrap(settings: Settings | None = None, *, engine: Engine | None = None,
 def settle_the_collector() -> None:
     """The process's garbage-collection policy, set by the entry points once they have started.
 
-    Ingest and matching build millions of small, acyclic objects (parsed entries, postings,
-    bitsets) that live until their batch is done. With the default thresholds the collector runs
-    every 700 allocations and, as the heap grows, walks those objects again and again: a third
-    of a large batch's time. Reference counting frees them anyway. So the objects made while
-    starting (modules, settings, templates) are frozen out of every later collection, and the
-    youngest generation is collected every 50,000 allocations instead of 700: collections become
-    rare and short, in every thread alike, and cycles are still collected.
+    Ingest and matching build large, acyclic structures (a chunk's entries, the stored papers
+    read for its diff, a batch's postings and bitsets) that live until their chunk or batch is
+    done; reference counting frees them. With the default thresholds the collector runs every
+    700 allocations and, as such a structure grows, walks it again and again. So the objects
+    made while starting (modules, settings, templates) are frozen out of every later
+    collection, and the youngest generation is collected once 200,000 more container objects
+    are alive than after the last collection, instead of 700: an ingest's chunk stays below
+    that, and a matching batch is walked about once, not again and again. The policy is the
+    same in every thread: no code turns the collector off around its own work (with two
+    threads, the first to finish would turn it back on under the other). See BENCHMARKS.md,
+    "Garbage collection".
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
+    gc.set_threshold(200_000, 20, 20)

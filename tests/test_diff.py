@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from digestbot.core.diff import (
     Candidate, DumpDiff, Outcomes, StoredPaper, attach, fold, identity, oldest_by_fingerprint,
 )
-from digestbot.core.dumps import Entry
+from digestbot.core.dump_format import Entry
 from digestbot.core.identity import abstract_fingerprint, title_key
 
 NOW = datetime(2025, 12, 31, 12, 0, tzinfo=UTC)

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import SAMPLES
-from digestbot.core.dumps import decode, infer_year, parse_dump
+from digestbot.core.dump_format import decode, infer_year
+from digestbot.core.dumps import parse_dump
 from digestbot.errors import DumpError
 
 # Late enough in 2025 that every year-less date of the samples lands in 2025.

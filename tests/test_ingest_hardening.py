@@ -32,7 +32,8 @@ from sqlalchemy.orm import Session
 
 from conftest import NAMES, SAMPLES, copy_samples, write_dated
 from digestbot.bootstrap import bootstrap
-from digestbot.core.dumps import DumpLimits, DumpReader, excerpt, parse_dump, shorten
+from digestbot.core.dump_format import excerpt, shorten
+from digestbot.core.dumps import DumpLimits, DumpReader, parse_dump
 from digestbot.core.identity import MAX_KEY_CHARS, title_key
 from digestbot.core.settle import Look, settled
 from digestbot.errors import ConfigError, DumpError

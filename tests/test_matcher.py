@@ -12,22 +12,11 @@ from hypothesis import strategies as st
 
 from conftest import SAMPLES
 from digestbot.core.dumps import parse_dump
-from digestbot.core.matcher import Batch, QueryIndex, anchors, matches, to_bits, vocabulary
-from digestbot.core.query import (
-    And,
-    Document,
-    Node,
-    Not,
-    Or,
-    Phrase,
-    Prefix,
-    QueryError,
-    Run,
-    Term,
-    _parse,
-    evaluate,
-    parse_query,
-)
+from digestbot.core.batch import Batch, to_bits
+from digestbot.core.matcher import QueryIndex, anchors, vocabulary
+from digestbot.core.query import QueryError, _parse, parse_query
+from digestbot.core.query_tree import And, Node, Not, Or, Phrase, Prefix, Run, Term
+from digestbot.core.reference import Document, evaluate
 
 Paper = tuple[str, str]
 
@@ -260,10 +249,10 @@ def test_engine_agrees_with_reference_on_random_queries(queries: list[str], pape
 
 @settings(max_examples=200, deadline=None)
 @given(q=query, p=paper)
-def test_matches_helper_agrees_with_reference(q: str, p: Paper) -> None:
+def test_a_batch_of_one_paper_agrees_with_reference(q: str, p: Paper) -> None:
     nodes = _parsed([q])
     assume(nodes)
-    assert matches(nodes[0], *p) == evaluate(nodes[0], Document.of(*p))
+    assert bool(Batch([p], vocabulary(nodes[0])).bits(nodes[0])) == evaluate(nodes[0], Document.of(*p))
 
 
 @settings(max_examples=200, deadline=None)

@@ -7,22 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digestbot.core.query import (
-    MAX_LENGTH,
-    MAX_TERMS,
-    And,
-    Document,
-    Not,
-    Or,
-    Phrase,
-    Prefix,
-    QueryError,
-    Run,
-    Term,
-    evaluate,
-    leaves,
-    parse_query,
-)
+from digestbot.core.query import MAX_LENGTH, MAX_TERMS, QueryError, parse_query
+from digestbot.core.query_tree import And, Not, Or, Phrase, Prefix, Run, Term, leaves
+from digestbot.core.reference import Document, evaluate
 from digestbot.errors import UsageError
 
 

@@ -13,8 +13,10 @@ from collections import defaultdict
 import pytest
 
 from conftest import ROOT
-from digestbot.core.matcher import Batch, QueryIndex
-from digestbot.core.query import Document, QueryError, evaluate, parse_query
+from digestbot.core.batch import Batch
+from digestbot.core.matcher import QueryIndex
+from digestbot.core.query import QueryError, parse_query
+from digestbot.core.reference import Document, evaluate
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 

@@ -1,6 +1,6 @@
 """Subscriptions, matching and search as services, on SQLite and PostgreSQL (the ``engine`` fixture).
 
-Every expected match is computed independently: ``digestbot.core.query.evaluate`` (the plain
+Every expected match is computed independently: ``digestbot.core.reference.evaluate`` (the plain
 reference semantics) over the papers as stored, never by asking the matcher under test.
 """
 
@@ -17,7 +17,8 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from conftest import NAMES, copy_samples, write_dated
-from digestbot.core.query import Document, evaluate, parse_query
+from digestbot.core.query import parse_query
+from digestbot.core.reference import Document, evaluate
 from digestbot.core.recipients import parse_recipient, shown
 from digestbot.core.schedule import Schedule, parse_schedule
 from digestbot.errors import NotFound, UsageError

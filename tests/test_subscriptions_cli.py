@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from conftest import one_line_error
-from digestbot.core.query import Document, evaluate, parse_query
+from digestbot.core.query import parse_query
+from digestbot.core.reference import Document, evaluate
 from digestbot.store import Match
 
 SUB_KEYS = {"id", "recipient", "query", "cadence", "at", "day", "tz", "active"}

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import NamedTuple
 
-from digestbot.core.dumps import Entry
+from digestbot.core.dump_format import Entry
 from digestbot.core.identity import collapsed_abstract_fingerprint, title_key
 
 # Stored papers held in memory for one file at most (see KnownPapers): about 2 KB each.

@@ -8,7 +8,7 @@ from functools import lru_cache
 from urllib.parse import quote_plus
 
 from digestbot.core.highlight import Highlighter
-from digestbot.core.query import Node
+from digestbot.core.query_tree import Node
 
 Segments = tuple[tuple[str, bool], ...]  # text pieces, True where a matched word is
 

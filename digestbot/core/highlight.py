@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from digestbot.core.query import Node, Phrase, Prefix, Run, Term, leaves
+from digestbot.core.query_tree import Node, Phrase, Prefix, Run, Term, leaves
 from digestbot.core.text import fold, join_key, stem
 
 _WORD = re.compile(r"[^\W_]+(?:[-\u2010\u2011\u2013'\u2019][^\W_]+)*")

@@ -12,26 +12,25 @@ Words are case-insensitive, accent-folded and singular (see digestbot.core.text)
 Anything a user types is data: there are no regular expressions, and limits on length and
 terms keep every query cheap to evaluate.
 
-``evaluate`` here is the plain reference semantics; digestbot.core.matcher evaluates many
-queries against many papers at once and must agree with it.
+What a query means for one paper is ``digestbot.core.reference.evaluate``; digestbot.core.matcher
+evaluates many queries against many papers at once and must agree with it.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal, Union
 
-from digestbot.core.text import Field, analyze, join_key, phrase_in, raw_words, stem
+from digestbot.core.printable import unprintable
+from digestbot.core.query_tree import And, FieldName, Node, Not, Or, Phrase, Prefix, Run, Term
+from digestbot.core.text import raw_words, stem
 from digestbot.errors import UsageError
 
 MAX_LENGTH = 500
 MAX_TERMS = 50
 MIN_PREFIX = 2
 
-FieldName = Literal["any", "title", "abstract"]
 FIELDS: tuple[str, ...] = ("title", "abstract")
 
 
@@ -43,54 +42,6 @@ class QueryError(UsageError):
         super().__init__(f"bad query: {problem}{where}")
         self.problem = problem
         self.column = column
-
-
-# ---- the tree ---------------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Term:
-    key: str  # stemmed word
-    field: FieldName = "any"
-
-
-@dataclass(frozen=True, slots=True)
-class Prefix:
-    prefix: str  # folded, unstemmed
-    field: FieldName = "any"
-
-
-@dataclass(frozen=True, slots=True)
-class Phrase:
-    raw: tuple[str, ...]  # folded, unstemmed words (joins are formed from raw words)
-    field: FieldName = "any"
-
-
-@dataclass(frozen=True, slots=True)
-class Run:
-    """Adjacent bare words: all of them, where any two neighbours may also be written joined
-    (``auto regressive`` finds ``autoregressive``)."""
-
-    raw: tuple[str, ...]
-    field: FieldName = "any"
-
-
-@dataclass(frozen=True, slots=True)
-class And:
-    children: tuple[Node, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Or:
-    children: tuple[Node, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Not:
-    child: Node
-
-
-Node = Union[Term, Prefix, Phrase, Run, And, Or, Not]
-Leaf = Union[Term, Prefix, Phrase, Run]
 
 
 # ---- lexing -----------------------------------------------------------------------------------
@@ -333,37 +284,6 @@ def parse_stored_query(query: str) -> Node:
     return (_parse_plain(query) if len(query) <= MAX_LENGTH else None) or _parse(query, one_line=False)
 
 
-# splitlines() ends a line at each of these; a header or a log line must not contain them.
-_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
-_KINDS = {"Cc": "the control character", "Cf": "the invisible formatting character", "Cs": "the lone surrogate",
-          "Co": "the private-use character", "Cn": "the unassigned character"}
-
-
-def unprintable(text: str) -> tuple[int, str] | None:
-    """The first character of ``text`` that has no place in one line of visible text, as its
-    index and a description, or None.
-
-    Refused: what ``str.isprintable`` refuses (control and format characters such as line
-    breaks, tabs, NUL, zero-width and bidirectional marks, surrogates, private-use and
-    unassigned code points), except spaces (category Zs): a no-break space pasted from a web
-    page is a space to the lexer, and harmless in a header.
-    """
-    if text.isprintable():  # nearly always: one pass in C
-        return None
-    for index, char in enumerate(text):
-        if char.isprintable() or unicodedata.category(char) == "Zs":
-            continue
-        if char in _LINE_BREAKS:
-            return index, "a line break"
-        if char == "\t":
-            return index, "a tab"
-        code = ord(char)
-        if 0xDC80 <= code <= 0xDCFF:  # how Python passes on a command-line byte that is not UTF-8
-            return index, f"a byte that is not UTF-8 (0x{code - 0xDC00:02X})"
-        kind = _KINDS.get(unicodedata.category(char), "the invisible character")
-        name = unicodedata.name(char, "")
-        return index, f"{kind} U+{code:04X}" + (f" ({name})" if name else "")
-    return None  # pragma: no cover - isprintable() said there was one
 
 
 def _parse_plain(query: str) -> Node | None:
@@ -436,67 +356,3 @@ def _parse(query: str, one_line: bool = True) -> Node:
         column = len(query) - len(query.lstrip()) + 1
         raise QueryError("a query needs at least one term that is not excluded", column)
     return node
-
-
-# ---- reference evaluation ---------------------------------------------------------------------
-
-@dataclass(slots=True)
-class Document:
-    """A paper's fields, analysed for matching."""
-
-    title: Field
-    abstract: Field
-
-    @classmethod
-    def of(cls, title: str, abstract: str) -> Document:
-        return cls(analyze(title), analyze(abstract))
-
-    def fields(self, name: FieldName) -> tuple[Field, ...]:
-        if name == "title":
-            return (self.title,)
-        if name == "abstract":
-            return (self.abstract,)
-        return (self.title, self.abstract)
-
-
-def run_holds(raw: tuple[str, ...], has) -> bool:
-    """All words of a Run present, any two neighbours possibly as one joined word.
-
-    ``has(term)`` says whether a stemmed term is present. A left-to-right dynamic programme:
-    ``ok[i]`` is whether the first i words are covered.
-    """
-    before, current = True, has(stem(raw[0]))
-    for i in range(1, len(raw)):
-        before, current = current, (current and has(stem(raw[i]))) or (before and has(join_key(raw[i - 1], raw[i])))
-    return current
-
-
-def evaluate(node: Node, doc: Document) -> bool:
-    """The plain meaning of a query for one paper: simple, slow and obviously right."""
-    if isinstance(node, Term):
-        return any(node.key in f.terms for f in doc.fields(node.field))
-    if isinstance(node, Prefix):
-        return any(w.startswith(node.prefix) for f in doc.fields(node.field) for w in f.words)
-    if isinstance(node, Phrase):
-        return any(phrase_in(node.raw, f) for f in doc.fields(node.field))
-    if isinstance(node, Run):
-        fields = doc.fields(node.field)
-        return run_holds(node.raw, lambda t: any(t in f.terms for f in fields))
-    if isinstance(node, And):
-        return all(evaluate(child, doc) for child in node.children)
-    if isinstance(node, Or):
-        return any(evaluate(child, doc) for child in node.children)
-    if isinstance(node, Not):
-        return not evaluate(node.child, doc)
-    raise TypeError(f"not a query node: {node!r}")
-
-
-def leaves(node: Node, positive: bool = True) -> Iterator[tuple[Leaf, bool]]:
-    """Every leaf with whether it counts for the query (False under an exclusion)."""
-    if isinstance(node, (And, Or)):
-        for child in node.children:
-            yield from leaves(child, positive)
-    elif isinstance(node, Not):
-        yield from leaves(node.child, not positive)
-    else:
-        yield node, positive

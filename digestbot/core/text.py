@@ -95,6 +95,16 @@ def join_key(*raw: str) -> str:
     return stem("".join(raw))
 
 
+def word_alternatives(raw: tuple[str, ...], i: int) -> set[str]:
+    """Terms of which one must be present for word i of a phrase or run: itself or a join with a neighbour."""
+    found = {stem(raw[i])}
+    if i > 0:
+        found.add(join_key(raw[i - 1], raw[i]))
+    if i + 1 < len(raw):
+        found.add(join_key(raw[i], raw[i + 1]))
+    return found
+
+
 @dataclass(slots=True)
 class Field:
     """One field of a paper, tokenised.

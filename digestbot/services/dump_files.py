@@ -19,7 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
 
-from digestbot.core.dumps import DumpReader, Entry
+from digestbot.core.dump_format import Entry
+from digestbot.core.dumps import DumpReader
 from digestbot.core.settle import Look
 
 READ_BLOCK = 1 << 20  # bytes read at a time

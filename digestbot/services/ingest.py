@@ -28,8 +28,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from digestbot.core.diff import KNOWN_LIMIT, Candidate, DumpDiff, attach, oldest_by_fingerprint
-from digestbot.core.dumps import DumpLimits, DumpReader, Entry
-from digestbot.core.matcher import gc_paused
+from digestbot.core.dump_format import Entry
+from digestbot.core.dumps import DumpLimits, DumpReader
 from digestbot.core.settle import Look, settled
 from digestbot.errors import Conflict, DumpError, StoreError
 from digestbot.services.dump_files import (
@@ -235,10 +235,7 @@ def _ingest_open(store: Store, fd: int, examined: os.stat_result, shown: str, no
         return FileResult(shown, "skipped", note=f"same content as {known.path}, already ingested")
 
     reference = min(datetime.fromtimestamp(examined.st_mtime, UTC).date(), now.date())
-    # Parsing and diffing make many objects that stay alive to the end of a chunk: the collector
-    # would walk them again and again (see gc_paused, and BENCHMARKS.md).
-    with gc_paused():
-        return _parse_and_store(store, fd, examined, shown, sha, reference, now, limits, matcher, chunk_entries)
+    return _parse_and_store(store, fd, examined, shown, sha, reference, now, limits, matcher, chunk_entries)
 
 
 def _parse_and_store(

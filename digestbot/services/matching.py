@@ -19,8 +19,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from digestbot.core.matcher import Batch, QueryIndex, gc_paused, to_bits, vocabulary
-from digestbot.core.query import Node, parse_stored_query
+from digestbot.core.batch import Batch, to_bits
+from digestbot.core.matcher import QueryIndex, vocabulary
+from digestbot.core.query import parse_stored_query
+from digestbot.core.query_tree import Node
 from digestbot.store import Transaction
 from digestbot.store.matches import QUERIES_PER_DOCUMENT
 
@@ -173,12 +175,9 @@ class SubscriptionMatcher:
         """Sync, match and store, in the caller's transaction; returns the number of (subscription,
         paper) matches. A match needs no time stamp of its own: it was made when its paper was
         first seen (see ``Match``)."""
-        # The batch is millions of small objects and gone when this returns: the collector would
-        # only walk it again and again (a tenth of the time).
-        with gc_paused():
-            self.sync(tx)
-            found = self.match(papers)
-            store_batch_matches(tx, found)
+        self.sync(tx)
+        found = self.match(papers)
+        store_batch_matches(tx, found)
         return found.subscription_matches
 
 

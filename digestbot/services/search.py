@@ -7,14 +7,16 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from digestbot.core.matcher import Batch, vocabulary
-from digestbot.core.query import Document, Node, Run, Term, evaluate, leaves
+from digestbot.core.batch import Batch
+from digestbot.core.matcher import vocabulary
+from digestbot.core.query_tree import Node, Run, Term, leaves
+from digestbot.core.reference import Document, evaluate
 from digestbot.core.text import analyze, stem
 from digestbot.store import Paper, Store
 
 CHUNK = 2000  # papers analysed at a time: bounded memory on a large store
-# The preview looks at the newest this many papers of its window, at most: analysing them takes
-# about 0.8 ms and 45 KB each (1.6 s and 185 MB for 2,000), and two weeks of Daily Papers are
+# The preview looks at the newest this many papers of its window, at most: analysing them costs
+# time and memory per paper (see BENCHMARKS.md, "Web pages"), and two weeks of Daily Papers are
 # a few hundred: only a store fed from more than the Daily Papers reaches the bound.
 PREVIEW_PAPERS = 2000
 
@@ -53,8 +55,8 @@ class RecentPapers:
     """The newest papers first seen in the last ``days`` (``most`` of them at most), analysed once
     and kept: the subscribe page's as-you-type preview evaluates each keystroke's query against them.
 
-    Analysing the papers is nearly all the cost of a search (a tenth of a second for two weeks of
-    papers), and a query only needs a tree walk per paper. ``evaluate`` is the reference meaning
+    Analysing the papers is nearly all the cost of a search (see BENCHMARKS.md, "Web pages"),
+    and a query only needs a tree walk per paper. ``evaluate`` is the reference meaning
     of a query, which the engine is tested to agree with; the analysis is reloaded whenever the
     papers of the window change. ``most`` bounds the time and memory of a reload and of each
     keystroke on a store that takes in far more papers than the Daily Papers bring.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from digestbot.core.query import Node
+from digestbot.core.query_tree import Node
 from digestbot.core.schedule import Schedule, parse_schedule
 from digestbot.core.slash import parse_command
 from digestbot.errors import DigestbotError, NotFound, UsageError

@@ -14,7 +14,8 @@ import io
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from digestbot.core.query import parse_query, unprintable
+from digestbot.core.printable import unprintable
+from digestbot.core.query import parse_query
 from digestbot.core.recipients import Recipient, parse_recipient, shown
 from digestbot.core.schedule import Schedule, parse_schedule
 from digestbot.errors import DigestbotError, NotFound, UsageError
