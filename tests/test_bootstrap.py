@@ -144,3 +144,46 @@ def test_a_webhook_url_is_never_printed_whole(tmp_path) -> None:
         assert HOOK not in proc.stdout + proc.stderr
         assert "slack-webhook:https://hooks.slack.com/…/uvwx" in proc.stdout
     assert json.loads(as_json.stdout)[0]["recipient"] == "slack-webhook:https://hooks.slack.com/…/uvwx"
+
+
+# ---- behind a reverse proxy ----
+
+@pytest.mark.parametrize("proxies", [0, 1])
+def test_behind_a_proxy_each_client_has_its_own_limit(engine, tmp_path, proxies) -> None:
+    """waitress deletes X-Forwarded-For unless told otherwise: with DIGESTBOT_PROXY_COUNT the
+    clients behind the proxy are told apart by it; without, a forged header changes nothing."""
+    import http.client
+    import re
+
+    import waitress.server
+
+    from digestbot.cli.processes import waitress_options
+
+    settings = settings_in(tmp_path, email_backend="file", web_client_limit=1, proxy_count=proxies)
+    app = create_app(bootstrap(settings, engine=engine))
+    port = free_port()
+    server = waitress.server.create_server(app, host="127.0.0.1", port=port, threads=2,
+                                           **waitress_options(settings))
+    threading.Thread(target=server.run, daemon=True).start()
+
+    def ask_for_link(client: str) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/manage")
+        page = connection.getresponse()
+        cookie, body = page.getheader("Set-Cookie").split(";", 1)[0], page.read()
+        csrf = re.search(rb'name="csrf" value="([^"]+)"', body).group(1).decode()
+        connection.request("POST", "/manage", body=f"csrf={csrf}&email=ada%40example.org",
+                           headers={"Cookie": cookie, "X-Forwarded-For": client,
+                                    "Content-Type": "application/x-www-form-urlencoded"})
+        answer = connection.getresponse()
+        answer.read()
+        connection.close()
+        return answer.status
+
+    try:
+        assert ask_for_link("203.0.113.7") == 200
+        assert ask_for_link("203.0.113.7") == 429  # the same client, over its limit
+        # Another client behind the proxy has its own limit; with no proxy, the header is ignored.
+        assert ask_for_link("198.51.100.9") == (200 if proxies else 429)
+    finally:
+        server.close()

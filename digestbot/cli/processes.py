@@ -91,11 +91,19 @@ def serve(app: App, host: str, port: int, threads: int) -> None:
     site.start()
     try:
         log.info("serving on http://%s:%d (links point at %s)", host, port, parts.settings.base_url)
-        waitress.serve(web, host=host, port=port, threads=threads, ident="digestbot")
+        waitress.serve(web, host=host, port=port, threads=threads, ident="digestbot",
+                       **waitress_options(parts.settings))
     finally:
         site.stop()
         parts.close()
         log.info("stopped")
+
+
+def waitress_options(settings) -> dict:
+    """waitress's own treatment of proxy headers: by default it deletes every X-Forwarded-*
+    header, which is right with no proxy in front. Behind DIGESTBOT_PROXY_COUNT proxies the app
+    reads that many hops itself (ProxyFix, see create_app): waitress must pass them on."""
+    return {"clear_untrusted_proxy_headers": False} if settings.proxy_count else {}
 
 
 def _exit_on_signal(signum, _frame) -> None:
