@@ -89,7 +89,9 @@ class Entry(NamedTuple):
     authors_count: int | None = None
     published: date | None = None
     upvotes: int | None = None
-    line: int = 0  # 1-based line of the title, for messages
+    line: int = 0  # 1-based line of the title, for messages (the item's number in a JSON or Atom source)
+    arxiv_id: str | None = None  # without its version (2412.01234), from the sources that give one
+    authors: tuple[str, ...] | None = None  # names, from the sources that give them (None: unknown)
 
 
 def decode(data: bytes) -> str:

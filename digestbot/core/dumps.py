@@ -362,7 +362,7 @@ class DumpReader:
                     joined = self._cut(joined, max_abstract, "abstract", start)
                 if paper is not None:
                     out.append(Entry._make(paper))
-                paper = [title, joined, None, None, None, title_line]
+                paper = [title, joined, None, None, None, title_line, None, None]
                 title = None
         self._title, self._title_line, self._paper = title, title_line, paper
 

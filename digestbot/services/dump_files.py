@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from digestbot.core.dump_format import Entry
-from digestbot.core.dumps import DumpReader
+from digestbot.core.sources import SourceReader
 from digestbot.core.settle import Look
 
 READ_BLOCK = 1 << 20  # bytes read at a time
@@ -139,7 +139,7 @@ def sha256_of(fd: int, size: int) -> str:
     return digest.hexdigest()
 
 
-def entry_chunks(fd: int, size: int, reader: DumpReader, chunk_entries: int) -> Iterator[tuple[list[Entry], int]]:
+def entry_chunks(fd: int, size: int, reader: SourceReader, chunk_entries: int) -> Iterator[tuple[list[Entry], int]]:
     """The file's entries, ``chunk_entries`` at a time, each with how many bytes were read by then."""
     pending: list[Entry] = []
     read = 0

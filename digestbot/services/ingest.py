@@ -29,8 +29,9 @@ from pathlib import Path
 
 from digestbot.core.diff import KNOWN_LIMIT, Candidate, DumpDiff, attach, oldest_by_fingerprint
 from digestbot.core.dump_format import Entry
-from digestbot.core.dumps import DumpLimits, DumpReader
+from digestbot.core.dumps import DumpLimits
 from digestbot.core.settle import Look, settled
+from digestbot.core.sources import SourceReader, reader_for
 from digestbot.errors import Conflict, DumpError, StoreError
 from digestbot.services.dump_files import (
     Changed, DumpPath, entry_chunks, examine, expand_paths, look_at, path_key, same_file, sha256_of, shown_path,
@@ -243,7 +244,7 @@ def _parse_and_store(
     limits: DumpLimits, matcher: SubscriptionMatcher | None, chunk_entries: int,
 ) -> FileResult:
     size = examined.st_size
-    reader = DumpReader(reference, limits)
+    reader = reader_for(os.pread(fd, 4096, 0), reference, limits)  # by content: text, HF JSON or Atom
     try:
         with store.transaction() as tx:
             ingest = _FileIngest(tx, shown, sha, size, now, matcher)
@@ -300,7 +301,7 @@ class _FileIngest:
             found = [NewPaper(pid, c.entry.title, c.entry.abstract, now) for pid, c in zip(new_ids, changes.new)]
             self.matches += self.matcher.match_and_store(self.tx, found)
 
-    def finish(self, reader: DumpReader) -> FileResult:
+    def finish(self, reader: SourceReader) -> FileResult:
         diff = self.diff or DumpDiff()
         warnings = reader.warnings
         self.tx.papers.record_outcome(self.record, snapshot_date=reader.snapshot_date, entries=reader.entries,
