@@ -44,6 +44,9 @@ class FakePapers:
     def known_by_fingerprints(self, fingerprints: list[str]) -> list[StoredPaper]:
         return [p for p in self.papers.values() if p.abstract_fp in set(fingerprints)]
 
+    def known_by_arxiv_ids(self, ids: list[str]) -> dict[str, StoredPaper]:
+        return {p.arxiv_id: p for p in self.papers.values() if p.arxiv_id in set(ids)}
+
     def ingest(self, entries: list[Entry], chunk: int, now: datetime, load_all: bool, limit: int = 100_000):
         """Diff and store ``entries`` a chunk at a time; the diff, for its counts."""
         diff = DumpDiff(list(self.papers.values()) if load_all else None, limit)
@@ -52,13 +55,15 @@ class FakePapers:
             if diff.known is None:
                 by_key = self.known_by_keys([c.key for c in candidates])
                 missing = [c.fingerprint for c in candidates if c.key not in by_key]
-                attach(candidates, by_key, oldest_by_fingerprint(self.known_by_fingerprints(missing)))
+                by_arxiv = self.known_by_arxiv_ids([c.entry.arxiv_id for c in candidates if c.entry.arxiv_id])
+                attach(candidates, by_key, oldest_by_fingerprint(self.known_by_fingerprints(missing)), by_arxiv)
             changes = diff.compare(candidates, now)
             ids = []
             for c in changes.new:
                 e = c.entry
-                self.papers[self.next_id] = StoredPaper(self.next_id, e.title, c.key, c.fingerprint, e.authors_count,
-                                                        e.upvotes, e.published, e.abstract)
+                self.papers[self.next_id] = StoredPaper(
+                    self.next_id, e.title, c.key, c.fingerprint, e.authors_count, e.upvotes, e.published, e.abstract,
+                    e.arxiv_id, list(e.authors) if e.authors is not None else None)
                 ids.append(self.next_id)
                 self.next_id += 1
             for values in [values for _, values in changes.updated] + changes.relisted:
@@ -270,9 +275,19 @@ def test_outcomes_of_ids_past_the_dense_range():
 
 TITLES = ["Paper A", "paper a", "Paper B", "Paper C", "PAPER C!", "Paper D"]
 ABSTRACTS = ["Abstract x.", "ABSTRACT X.", "Abstract y.", "Abstract z."]
+# A paper's arXiv id, when a source gives it: one per title key (an id is a property of the paper).
+ARXIV_IDS = {title_key(t): f"2501.{i:05d}" for i, t in enumerate(TITLES)}
+
+
+def _with_id(entry: Entry, given: bool) -> Entry:
+    return entry._replace(arxiv_id=ARXIV_IDS[title_key(entry.title)]) if given else entry
+
+
 entries_strategy = st.lists(
-    st.builds(Entry, st.sampled_from(TITLES), st.sampled_from(ABSTRACTS), st.none() | st.integers(1, 3),
-              st.none() | st.sampled_from([date(2025, 1, 1), date(2025, 2, 1)]), st.none() | st.integers(1, 3)),
+    st.builds(_with_id, st.builds(
+        Entry, st.sampled_from(TITLES), st.sampled_from(ABSTRACTS), st.none() | st.integers(1, 3),
+        st.none() | st.sampled_from([date(2025, 1, 1), date(2025, 2, 1)]), st.none() | st.integers(1, 3),
+        st.just(0), st.none(), st.none() | st.sampled_from([("Ann Lee",), ("Ann Lee", "Bo Chen")])), st.booleans()),
     max_size=8)
 
 

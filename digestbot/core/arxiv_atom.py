@@ -186,6 +186,9 @@ class AtomReader:
             abstract = _ANNOUNCE.sub("", abstract, count=1)
         names = raw["authors"] or [name for text in raw["creators"] for name in split_creators(text)]
         authors = clean_names(names) if names else None
-        published = _date(raw.get(_PUBLISHED, "")) or _date(raw.get(_UPDATED, ""))
+        # The API's <published> is the first version's date; the RSS feed's is the announcement's,
+        # which other sources would contradict: left unknown.
+        rss = raw.get(_ID, "").lstrip().startswith("oai:")
+        published = None if rss else _date(raw.get(_PUBLISHED, "")) or _date(raw.get(_UPDATED, ""))
         return self._make.make(number, raw.get(_TITLE, ""), abstract, arxiv=found, authors=authors,
                                authors_count=len(authors) if authors else None, published=published, upvotes=None)

@@ -41,6 +41,8 @@ class StoredPaper(NamedTuple):
     upvotes: int | None
     published: date | None
     abstract: str | None  # None for a paper held by KnownPapers without it (one this file inserted)
+    arxiv_id: str | None = None
+    authors: list[str] | None = None
 
 
 @dataclass(slots=True)
@@ -70,17 +72,21 @@ def fold(entries: Iterable[Entry], stored_by_title: Mapping[str, StoredPaper]) -
     """
     by_key: dict[str, Candidate] = {}
     by_fp: dict[str, Candidate] = {}
+    by_arxiv: dict[str, Candidate] = {}
     out: list[Candidate] = []
     for entry in entries:
         same_title = stored_by_title.get(entry.title)
         key, fp = identity(entry, same_title)
-        seen = by_key.get(key) or by_fp.get(fp)
-        if seen is None:
+        arxiv = entry.arxiv_id
+        seen = (arxiv is not None and by_arxiv.get(arxiv)) or by_key.get(key) or by_fp.get(fp)
+        if not seen:
             seen = Candidate(entry, key, fp, same_title)
             out.append(seen)
         else:
             seen.entry = _merge(seen.entry, entry)
         by_key[key] = by_fp[fp] = seen
+        if arxiv is not None:
+            by_arxiv[arxiv] = seen
     return out
 
 
@@ -102,6 +108,8 @@ def _merge(old: Entry, new: Entry) -> Entry:
         published=new.published if new.published is not None else old.published,
         upvotes=new.upvotes if new.upvotes is not None else old.upvotes,
         line=old.line,
+        arxiv_id=old.arxiv_id or new.arxiv_id,
+        authors=new.authors if new.authors is not None else old.authors,
     )
 
 
@@ -116,11 +124,21 @@ def oldest_by_fingerprint(papers: Iterable[StoredPaper]) -> dict[str, StoredPape
 
 
 def attach(candidates: Iterable[Candidate], by_key: Mapping[str, StoredPaper],
-           by_fingerprint: Mapping[str, StoredPaper]) -> None:
-    """Give each candidate its stored paper: the one with its title key, else the one with its
-    abstract fingerprint (``by_fingerprint``: the oldest of each, see oldest_by_fingerprint)."""
+           by_fingerprint: Mapping[str, StoredPaper], by_arxiv: Mapping[str, StoredPaper] | None = None) -> None:
+    """Give each candidate its stored paper: the one with its arXiv id, else the one with its title
+    key, else the one with its abstract fingerprint (``by_fingerprint``: the oldest of each, see
+    oldest_by_fingerprint). A paper first known without an id is so found by its text, and gains it."""
     for c in candidates:
-        c.stored = by_key.get(c.key) or by_fingerprint.get(c.fingerprint)
+        arxiv = c.entry.arxiv_id
+        found = by_arxiv.get(arxiv) if by_arxiv and arxiv is not None else None
+        if found is not None:
+            # Found by its id: it keeps its stored title (and title key, which another stored paper
+            # may hold under the new title); its abstract and metadata are updated.
+            c.stored, c.key = found, found.title_key
+            if c.entry.title != found.title:
+                c.entry = c.entry._replace(title=found.title)
+        else:
+            c.stored = by_key.get(c.key) or by_fingerprint.get(c.fingerprint)
 
 
 def unchanged(row: StoredPaper, entry: Entry, fingerprint: str) -> bool:
@@ -130,18 +148,27 @@ def unchanged(row: StoredPaper, entry: Entry, fingerprint: str) -> bool:
         and (entry.authors_count is None or entry.authors_count == row.authors_count)
         and (entry.upvotes is None or entry.upvotes == row.upvotes)
         and (entry.published is None or entry.published == row.published)
+        and (entry.arxiv_id is None or row.arxiv_id is not None)
+        and (entry.authors is None or list(entry.authors) == row.authors)
     )
 
 
 def merged_row(row: StoredPaper, entry: Entry, fingerprint: str) -> dict:
     """The stored paper updated with what the dump says; metadata a dump omits is kept, not erased."""
-    return {
+    merged = {
         "title": entry.title,
         "abstract_fp": fingerprint,
         "authors_count": entry.authors_count if entry.authors_count is not None else row.authors_count,
         "upvotes": entry.upvotes if entry.upvotes is not None else row.upvotes,
         "published": entry.published if entry.published is not None else row.published,
     }
+    # What only the sources with ids give, written when they give it. An id is never changed once
+    # known: a paper found by its title or fingerprint under another id keeps the first.
+    if entry.arxiv_id is not None and row.arxiv_id is None:
+        merged["arxiv_id"] = entry.arxiv_id
+    if entry.authors is not None:
+        merged["authors"] = list(entry.authors)
+    return merged
 
 
 class KnownPapers:
@@ -154,6 +181,7 @@ class KnownPapers:
         self.by_title = {paper.title: paper for paper in papers}
         self._by_id: dict[int, StoredPaper] | None = None
         self._by_key: dict[str, StoredPaper] | None = None
+        self._by_arxiv: dict[str, StoredPaper] | None = None
 
     def __len__(self) -> int:
         return len(self.by_title)
@@ -162,6 +190,11 @@ class KnownPapers:
         if self._by_key is None:
             self._by_key = {paper.title_key: paper for paper in self.by_title.values()}
         return self._by_key
+
+    def by_arxiv(self) -> dict[str, StoredPaper]:
+        if self._by_arxiv is None:
+            self._by_arxiv = {paper.arxiv_id: paper for paper in self.by_title.values() if paper.arxiv_id}
+        return self._by_arxiv
 
     def with_fingerprints(self, fingerprints: set[str]) -> Iterable[StoredPaper]:
         return (paper for paper in self.by_title.values() if paper.abstract_fp in fingerprints)
@@ -179,6 +212,8 @@ class KnownPapers:
         self._by_id[paper.id] = self.by_title[paper.title] = paper
         if self._by_key is not None:
             self._by_key[paper.title_key] = paper
+        if self._by_arxiv is not None and paper.arxiv_id:
+            self._by_arxiv[paper.arxiv_id] = paper
 
 
 class Outcomes:
@@ -228,7 +263,8 @@ def _one_per_paper(candidates: list[Candidate]) -> list[Candidate]:
 
 
 # The columns of StoredPaper an update may change.
-_CHANGING = ("title", "title_key", "abstract_fp", "authors_count", "upvotes", "published", "abstract")
+_CHANGING = ("title", "title_key", "abstract_fp", "authors_count", "upvotes", "published", "abstract", "arxiv_id",
+             "authors")
 
 
 class DumpDiff:
@@ -254,11 +290,14 @@ class DumpDiff:
         if known is None:
             return fold(entries, {})
         candidates = fold(entries, known.by_title)
-        pending = [c for c in candidates if c.stored is None]
+        # A paper with an id is found by it first, even when its title is stored (under another id).
+        with_ids = any(c.entry.arxiv_id for c in candidates)
+        pending = [c for c in candidates if c.stored is None or c.entry.arxiv_id is not None]
         if pending:
             by_key = known.by_key()
             missing = {c.fingerprint for c in pending if c.key not in by_key}
-            attach(pending, by_key, oldest_by_fingerprint(known.with_fingerprints(missing)) if missing else {})
+            attach(pending, by_key, oldest_by_fingerprint(known.with_fingerprints(missing)) if missing else {},
+                   known.by_arxiv() if with_ids else None)
         return candidates
 
     def compare(self, candidates: list[Candidate], now: datetime) -> ChunkDiff:
@@ -297,7 +336,8 @@ class DumpDiff:
             return
         for pid, c in zip(ids, new):
             e = c.entry
-            known.put(StoredPaper(pid, e.title, c.key, c.fingerprint, e.authors_count, e.upvotes, e.published, None))
+            known.put(StoredPaper(pid, e.title, c.key, c.fingerprint, e.authors_count, e.upvotes, e.published, None,
+                                  e.arxiv_id, list(e.authors) if e.authors is not None else None))
         if len(known) > self.limit:
             self.known = None  # memory stays bounded: the caller looks the rest up
 
@@ -312,7 +352,11 @@ class DumpDiff:
                 "upvotes": e.upvotes if e.upvotes is not None else row.upvotes,
                 "published": e.published if e.published is not None else row.published,
             }
-            if (merged["authors_count"], merged["upvotes"], merged["published"]) == (
+            if e.arxiv_id is not None and row.arxiv_id is None:
+                merged["arxiv_id"] = e.arxiv_id
+            if e.authors is not None and list(e.authors) != row.authors:
+                merged["authors"] = list(e.authors)
+            if len(merged) == 3 and (merged["authors_count"], merged["upvotes"], merged["published"]) == (
                     row.authors_count, row.upvotes, row.published):
                 continue
             outcome = outcomes[row.id]

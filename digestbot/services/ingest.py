@@ -311,10 +311,12 @@ class _FileIngest:
 
 
 def _look_up(papers: Papers, candidates: list[Candidate]) -> None:
-    """Find the stored paper of each candidate in the store: by title key first, then by abstract
-    fingerprint (the oldest paper, if several share it)."""
+    """Find the stored paper of each candidate in the store: by arXiv id first, then by title key,
+    then by abstract fingerprint (the oldest paper, if several share it)."""
     if not candidates:
         return
+    ids = [c.entry.arxiv_id for c in candidates if c.entry.arxiv_id is not None]
+    by_arxiv = papers.known_by_arxiv_ids(ids) if ids else None
     by_key = papers.known_by_keys([c.key for c in candidates])
     missing = [c.fingerprint for c in candidates if c.key not in by_key]
-    attach(candidates, by_key, oldest_by_fingerprint(papers.known_by_fingerprints(missing)))
+    attach(candidates, by_key, oldest_by_fingerprint(papers.known_by_fingerprints(missing)), by_arxiv)

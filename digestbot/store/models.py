@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, MetaData, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, MetaData, String, Text, TypeDecorator, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -71,6 +71,10 @@ class Paper(Base):
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     first_dump_id: Mapped[int | None] = mapped_column(ForeignKey("dump_files.id", ondelete="SET NULL"))
+    # From the sources that give them (migration 0010): the arXiv id without its version, and the
+    # author names (a JSON list; None when unknown, as for a paper known only from a text dump).
+    arxiv_id: Mapped[str | None] = mapped_column(String(40), unique=True, index=True)
+    authors: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
 
     sighting: Mapped[PaperSighting | None] = relationship(lazy="joined")
 
@@ -136,6 +140,8 @@ class Subscription(Base):
     version: Mapped[int] = mapped_column(index=True)
     # The latest scheduled digest slot already covered (None: none yet).
     digested_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # --top N: each digest keeps its N most upvoted papers of the window (None: all of them).
+    top: Mapped[int | None]
 
     recipient: Mapped[Recipient] = relationship(back_populates="subscriptions")
 
@@ -284,3 +290,17 @@ class WebhookEvent(Base):
     source: Mapped[str] = mapped_column(String(16), primary_key=True)  # sendgrid | slack
     event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class FetchState(Base):
+    """What a source answered last (`digestbot fetch`), for conditional requests: its validators
+    (ETag, Last-Modified) and the SHA-256 of the answer written, by source key (e.g. hf-daily:2026-12-03)."""
+
+    __tablename__ = "fetch_state"
+
+    source: Mapped[str] = mapped_column(String(200), primary_key=True)
+    etag: Mapped[str | None] = mapped_column(Text)
+    last_modified: Mapped[str | None] = mapped_column(Text)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

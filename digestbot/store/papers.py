@@ -42,9 +42,10 @@ class PaperText(NamedTuple):
 
 _KNOWN_COLUMNS = (  # those of StoredPaper
     Paper.id, Paper.title, Paper.title_key, Paper.abstract_fp,
-    Paper.authors_count, Paper.upvotes, Paper.published, Paper.abstract,
+    Paper.authors_count, Paper.upvotes, Paper.published, Paper.abstract, Paper.arxiv_id, Paper.authors,
 )
 _KNOWN_BY_KEY = select(*_KNOWN_COLUMNS).where(Paper.title_key.in_(bindparam("keys", expanding=True)))
+_KNOWN_BY_ARXIV = select(*_KNOWN_COLUMNS).where(Paper.arxiv_id.in_(bindparam("ids", expanding=True)))
 _KNOWN_BY_FP = select(*_KNOWN_COLUMNS).where(Paper.abstract_fp.in_(bindparam("fps", expanding=True)))
 _ALL_KNOWN = select(*_KNOWN_COLUMNS)
 _PAPER_BEYOND = select(Paper.id).limit(1).offset(bindparam("count"))  # reads at most :count + 1 rows
@@ -75,6 +76,10 @@ class Papers(Repository):
         """The stored papers with these title keys, by key."""
         return {paper.title_key: paper for paper in self._stored_in(_KNOWN_BY_KEY, "keys", keys)}
 
+    def known_by_arxiv_ids(self, arxiv_ids: list[str]) -> dict[str, StoredPaper]:
+        """The stored papers with these arXiv ids, by id."""
+        return {paper.arxiv_id: paper for paper in self._stored_in(_KNOWN_BY_ARXIV, "ids", arxiv_ids)}
+
     def known_by_fingerprints(self, fingerprints: list[str]) -> list[StoredPaper]:
         """The stored papers with these abstract fingerprints (several may share one)."""
         return self._stored_in(_KNOWN_BY_FP, "fps", fingerprints)
@@ -103,7 +108,8 @@ class Papers(Repository):
         self.session.execute(insert(_PAPERS), [{
             "title": c.entry.title, "title_key": c.key, "abstract": c.entry.abstract, "abstract_fp": c.fingerprint,
             "authors_count": c.entry.authors_count, "upvotes": c.entry.upvotes, "published": c.entry.published,
-            "first_seen": now, "first_dump_id": dump_id,
+            "first_seen": now, "first_dump_id": dump_id, "arxiv_id": c.entry.arxiv_id,
+            "authors": list(c.entry.authors) if c.entry.authors is not None else None,
         } for c in new])
         keys = [c.key for c in new]
         found: dict[str, int] = {}
