@@ -151,6 +151,30 @@ class Settings:
         0, "DIGESTBOT_PROXY_COUNT", "reverse proxies in front of `digestbot serve` (trust that many X-Forwarded-For hops)",
     )
 
+    # ---- real sources (`digestbot fetch`, issue 12) ----
+    sources: str = option(
+        "hf-daily", "DIGESTBOT_SOURCES",
+        "what `digestbot fetch` and `run` fetch, space-separated: hf-daily (Hugging Face daily papers) and "
+        "arxiv:CATS (an arXiv RSS feed, e.g. arxiv:cs.CL+cs.LG)",
+    )
+    hf_api_url: str = option(
+        "https://huggingface.co/api", "DIGESTBOT_HF_API_URL", "Hugging Face API base URL (a mirror, or a test server)",
+    )
+    arxiv_feed_url: str = option(
+        "https://rss.arxiv.org/atom", "DIGESTBOT_ARXIV_FEED_URL", "arXiv Atom feed base URL (a mirror, or a test server)",
+    )
+    fetch_minutes: float = option(
+        60.0, "DIGESTBOT_FETCH_MINUTES", "`digestbot run` fetches the sources this often; 0 turns fetching off",
+    )
+    fetch_timeout: float = option(30.0, "DIGESTBOT_FETCH_TIMEOUT", "seconds to wait for a source to connect or send")
+    fetch_max_bytes: int = option(
+        20_000_000, "DIGESTBOT_FETCH_MAX_BYTES", "a larger answer from a source is refused (failed, nothing written)",
+    )
+    fetch_attempts: int = option(
+        4, "DIGESTBOT_FETCH_ATTEMPTS",
+        "tries of a source on connection errors, timeouts, 429 and 5xx (backoff doubling from 2 s, or Retry-After)",
+    )
+
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
@@ -175,8 +199,8 @@ class Settings:
             raise ConfigError("DIGESTBOT_DIGEST_MAX_PAPERS must be at least 1")
         if self.max_email_bytes < 50_000:  # below it, the header and footer alone might not fit
             raise ConfigError("DIGESTBOT_MAX_EMAIL_BYTES must be at least 50000")
-        if "{title}" not in self.paper_url:
-            raise ConfigError("DIGESTBOT_PAPER_URL must contain {title}")
+        if "{title}" not in self.paper_url and "{arxiv_id}" not in self.paper_url:
+            raise ConfigError("DIGESTBOT_PAPER_URL must contain {title} or {arxiv_id}")
         if self.email_backend not in ("", "sendgrid", "smtp", "file"):
             raise ConfigError(f"DIGESTBOT_EMAIL_BACKEND must be sendgrid, smtp or file, not {self.email_backend!r}")
         if self.slack_backend not in ("", "slack", "file"):
@@ -188,6 +212,21 @@ class Settings:
                               "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
         if self.web_client_limit < 1 or self.web_address_limit < 1 or self.proxy_count < 0:
             raise ConfigError("DIGESTBOT_WEB_CLIENT_LIMIT and _WEB_ADDRESS_LIMIT must be positive, _PROXY_COUNT not negative")
+        self._check_sources()
+
+    def _check_sources(self) -> None:
+        from digestbot.core.fetching import parse_sources  # settings load before the core
+
+        try:
+            parse_sources(self.sources.split())
+        except DigestbotError as exc:
+            raise ConfigError(f"DIGESTBOT_SOURCES: {exc}") from None
+        for name, url in (("DIGESTBOT_HF_API_URL", self.hf_api_url), ("DIGESTBOT_ARXIV_FEED_URL", self.arxiv_feed_url)):
+            if not url.startswith(("https://", "http://")):
+                raise ConfigError(f"{name} must be an http(s) URL, not {url!r}")
+        if self.fetch_minutes < 0 or self.fetch_timeout <= 0 or self.fetch_attempts < 1 or self.fetch_max_bytes < 1_000:
+            raise ConfigError("DIGESTBOT_FETCH_MINUTES must not be negative, _FETCH_TIMEOUT and _FETCH_ATTEMPTS must be "
+                              "positive, _FETCH_MAX_BYTES at least 1000")
 
     @property
     def email_channel(self) -> str:

@@ -3,6 +3,7 @@
 - ``FakeSendGrid``: ``POST /v3/mail/send``, answers 202 with an ``X-Message-Id`` by default.
 - ``FakeSlack``: ``POST /api/chat.postMessage`` (answers ``{"ok": true, "ts": ...}``) and
   ``POST /hooks/<anything>`` as an incoming webhook (answers ``ok``).
+- ``FakeSources``: Hugging Face's daily-papers API and arXiv's Atom feeds (GET), with ETags and 304s.
 - ``FakeSmtp``: a real SMTP server (aiosmtpd) recording each envelope.
 - ``RecordingChannel``: no server at all; a channel that keeps what it is given, for tests
   about what is sent rather than how a provider is spoken to.
@@ -15,6 +16,7 @@ default one when none is left; ``latency`` delays every answer (for benchmarks).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import socket
@@ -203,6 +205,61 @@ class FakeSlack(FakeHTTPServer):
     @property
     def hook_posts(self) -> list[Received]:
         return [r for r in self.requests if r.path.startswith("/hooks/")]
+
+
+class FakeSources(FakeHTTPServer):
+    """Hugging Face's daily-papers API (``GET /api/daily_papers?date=``) and arXiv's RSS Atom feeds
+    (``GET /atom/CATS``) on one server, answering GET requests from what is ``published``.
+
+    ``daily[date]`` is the JSON answer of a day (a day not there answers ``[]``; a day after
+    ``today`` answers 400 as the API does); ``feeds[cats]`` the feed's bytes. Answers carry an ETag
+    (of their content) and a Last-Modified; a request whose If-None-Match or If-Modified-Since
+    matches gets 304. Pass ``hf_url`` as DIGESTBOT_HF_API_URL and ``arxiv_url`` as
+    DIGESTBOT_ARXIV_FEED_URL.
+    """
+
+    LAST_MODIFIED = "Wed, 03 Dec 2025 05:00:00 GMT"
+
+    def __init__(self, today: str = "2025-12-03", latency: float = 0.0) -> None:
+        super().__init__(latency)
+        self.today = today
+        self.daily: dict[str, bytes] = {}
+        self.feeds: dict[str, bytes] = {}
+
+    @property
+    def hf_url(self) -> str:
+        return f"{self.url}/api"
+
+    @property
+    def arxiv_url(self) -> str:
+        return f"{self.url}/atom"
+
+    def default_reply(self, request: Received) -> Reply | None:
+        from urllib.parse import parse_qs, urlsplit
+
+        if request.method != "GET":
+            return None
+        parts = urlsplit(request.path)
+        if parts.path == "/api/daily_papers":
+            day = parse_qs(parts.query).get("date", [self.today])[0]
+            if day > self.today:
+                return Reply(400, {"error": '"date" must be a date in the past'})
+            body = self.daily.get(day, b"[]")
+        elif parts.path.startswith("/atom/"):
+            body = self.feeds.get(parts.path[len("/atom/"):])
+            if body is None:
+                return None
+        else:
+            return None
+        etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
+        if request.headers.get("If-None-Match") == etag or (
+                request.headers.get("If-None-Match") is None
+                and request.headers.get("If-Modified-Since") == self.LAST_MODIFIED):
+            return Reply(304, b"", {"ETag": etag})
+        return Reply(200, body, {"ETag": etag, "Last-Modified": self.LAST_MODIFIED})
+
+    def gets(self, prefix: str = "/") -> list[Received]:
+        return [r for r in self.requests if r.method == "GET" and r.path.startswith(prefix)]
 
 
 @dataclass(frozen=True)

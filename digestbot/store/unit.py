@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from digestbot.store.db import READ_ONLY, database_errors, migrate
 from digestbot.store.events import Events
+from digestbot.store.fetches import Fetches
 from digestbot.store.jobs import Jobs
 from digestbot.store.matches import Matches
 from digestbot.store.outbox import Outbox
@@ -103,3 +104,7 @@ class Transaction:
     @cached_property
     def secrets(self) -> Secrets:
         return Secrets(self.session)
+
+    @cached_property
+    def fetches(self) -> Fetches:
+        return Fetches(self.session)
