@@ -17,7 +17,7 @@ from typing import Any
 import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from digestbot.core.digest import Digest, DigestPaper, cut, shortened
+from digestbot.core.digest import Digest, DigestPaper, author_names, cut, shortened
 from digestbot.resources import resource_dir
 
 SLACK_MAX_BLOCKS = 50
@@ -58,8 +58,8 @@ def slack_escape(value: Any) -> str:
 
 def meta_line(paper: DigestPaper) -> str:
     parts = []
-    if paper.authors_count is not None:
-        parts.append(f"{paper.authors_count} author" + ("" if paper.authors_count == 1 else "s"))
+    if names := author_names(paper.authors, paper.authors_count):  # the first three by name, else the count
+        parts.append(names)
     if paper.published is not None:
         parts.append(f"{paper.published:%b} {paper.published.day}, {paper.published.year}")
     if paper.upvotes is not None:

@@ -28,6 +28,7 @@ from digestbot.clock import utcnow
 from digestbot.core.recipients import shown
 from digestbot.errors import DigestbotError
 from digestbot.services import leases
+from digestbot.services.fetch import Fetcher
 from digestbot.services.health import queue_admin_alerts
 from digestbot.services.ingest import dump_limits
 from digestbot.services.jobs import record_run
@@ -51,6 +52,7 @@ class Bot:
         self.builder = parts.digests
         self.sender = parts.outbox_sender()
         self._delivery_lock = threading.Lock()  # the watch and deliver jobs both send
+        self.fetcher = Fetcher(self.store, self.settings) if self.settings.fetch_minutes > 0 else None
 
     def _record(self, job: str, action: Callable[[], str]) -> None:
         started = self.clock()
@@ -85,6 +87,25 @@ class Bot:
             self._deliver()
         return f"{len(report.files)} file(s), {report.new} new paper(s), {report.matches} match(es)"
 
+    def fetch(self) -> None:
+        """The sources into the watch folder (the watch job ingests what is written)."""
+        self._record("fetch", self._fetch)
+
+    def _fetch(self) -> str:
+        now = self.clock()
+        report = self.fetcher.fetch(None, day=None, now=now)
+        late = self.fetcher.fetch_late(now=now)
+        results = report.sources + late.sources
+        for s in results:
+            if s.status == "written":
+                log.info("fetched %s: %d papers into %s", s.source, s.papers, s.path)
+            elif s.status == "failed":
+                log.warning("fetching %s failed: %s", s.source, s.error)
+        failed = [s for s in results if s.status == "failed"]
+        if failed:
+            raise DigestbotError(f"{len(failed)} of {len(results)} fetch(es) failed: {failed[0].source}: {failed[0].error}")
+        return f"{report.summary()}" + (f"; the day before: {late.summary()}" if late.sources else "")
+
     def digests(self) -> None:
         self._record("digests", lambda: self._queue(None))
 
@@ -112,6 +133,8 @@ class Bot:
     def run_once(self, sleep: Callable[[float], None] | None = None) -> None:
         """Every job once, in pipeline order (for cron and CI). ``sleep``: lets the watch pass wait
         to look twice at a file whose mtime is in the future, as no later pass will."""
+        if self.fetcher is not None:
+            self.fetch()
         self.watch(sleep)
         self.digests()
         self.health()
@@ -119,6 +142,8 @@ class Bot:
 
     def stop(self) -> None:
         self.sender.stopping.set()
+        if self.fetcher is not None:
+            self.fetcher.close()
 
 
 def _schedule(bot: Bot, settings: Settings) -> BackgroundScheduler:
@@ -131,6 +156,10 @@ def _schedule(bot: Bot, settings: Settings) -> BackgroundScheduler:
     scheduler.add_job(bot.deliver, IntervalTrigger(seconds=10), id="deliver", misfire_grace_time=60)
     scheduler.add_job(bot.health, IntervalTrigger(minutes=5), id="health", next_run_time=utcnow(),
                       misfire_grace_time=600)
+    if bot.fetcher is not None:  # DIGESTBOT_FETCH_MINUTES=0: off
+        minutes = settings.fetch_minutes
+        scheduler.add_job(bot.fetch, IntervalTrigger(minutes=minutes), id="fetch", next_run_time=utcnow(),
+                          misfire_grace_time=int(max(60 * minutes, 60)))
     return scheduler
 
 
@@ -157,6 +186,7 @@ def run(parts: Parts, *, once: bool = False) -> int:
         try:
             bot.run_once(sleep=time.sleep)
         finally:
+            bot.stop()
             leases.release(store, LEASE_NAME, holder)
         return 0
 

@@ -96,8 +96,10 @@ def store(engine: Engine) -> Store:
 # ---- the command line, run as a user runs it ---------------------------------------------------
 
 def base_env(**extra: str) -> dict[str, str]:
-    """This process's environment without any DIGESTBOT_ setting, plus ``extra``."""
+    """This process's environment without any DIGESTBOT_ setting (but fetching off: nothing may
+    reach the network), plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGESTBOT_")}
+    env["DIGESTBOT_FETCH_MINUTES"] = "0"
     env.update(extra)
     return env
 

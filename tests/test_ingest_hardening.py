@@ -554,7 +554,7 @@ def test_a_one_shot_run_does_not_wait_for_a_recent_mtime_in_the_past(engine, tmp
 
 def test_run_once_ingests_a_future_mtime(engine, tmp_path):
     settings = Settings(watch_dir=tmp_path / "watch", outbox_dir=tmp_path / "outbox", settle_seconds=2.0,
-                        email_backend="file", slack_backend="file", secret_key="test")
+                        email_backend="file", slack_backend="file", secret_key="test", fetch_minutes=0)
     future_file(settings.watch_dir)
     waits = []
     Bot(bootstrap(settings, engine=engine, clock=lambda: NOW)).run_once(sleep=waits.append)

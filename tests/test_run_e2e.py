@@ -40,6 +40,7 @@ RECIPIENTS = sorted({r for r, _ in SUBSCRIPTIONS})
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DIGESTBOT_", "SENDGRID_", "SLACK_"))}
+    env["DIGESTBOT_FETCH_MINUTES"] = "0"  # no source fetched: nothing reaches the network
     env.update(extra)
     return env
 

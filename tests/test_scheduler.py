@@ -69,6 +69,7 @@ def make_settings(tmp_path: Path, **changes) -> Settings:
         email_backend="file", slack_backend="file", secret_key="test-secret",
         base_url="https://digest.example.com", from_email="digest@example.com",
         digest_max_papers=500,  # every paper shown, so the messages can be checked title by title
+        fetch_minutes=0,  # no source fetched: tests never reach the network (test_sources_e2e.py fetches from fakes)
     )
     settings = Settings(**(values | changes))
     settings.watch_dir.mkdir(parents=True, exist_ok=True)

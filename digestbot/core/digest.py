@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from functools import lru_cache
-from urllib.parse import quote_plus
+from urllib.parse import quote, quote_plus
 
 from digestbot.core.highlight import Highlighter
 from digestbot.core.query_tree import Node
@@ -19,6 +19,12 @@ Segments = tuple[tuple[str, bool], ...]  # text pieces, True where a matched wor
 TITLE_MAX = 3000
 LINK_TITLE_MAX = 300
 SUBJECT_MAX = 200  # characters of an email subject (and a Slack header before its own cut)
+# Where a paper with an arXiv id links: its Hugging Face page, with arXiv's abstract and PDF beside.
+HF_PAPER = "https://huggingface.co/papers/{}"
+ARXIV_ABS = "https://arxiv.org/abs/{}"
+ARXIV_PDF = "https://arxiv.org/pdf/{}"
+DEFAULT_PAPER_URL = "https://huggingface.co/papers?q={title}"  # DIGESTBOT_PAPER_URL's default
+AUTHORS_SHOWN = 3  # names in a digest, then "et al."
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +43,8 @@ class PaperRef:
     upvotes: int | None
     published: date | None
     first_seen: datetime
+    arxiv_id: str | None = None
+    authors: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +58,17 @@ class DigestPaper:
     title_segments: Segments
     snippet: Segments
     matched_by: tuple[str, ...]
+    arxiv_id: str | None = None
+    authors: tuple[str, ...] | None = None
+
+    @property
+    def abs_url(self) -> str | None:
+        """The arXiv abstract page, for a paper with an id (shown beside its main link)."""
+        return ARXIV_ABS.format(self.arxiv_id) if self.arxiv_id else None
+
+    @property
+    def pdf_url(self) -> str | None:
+        return ARXIV_PDF.format(self.arxiv_id) if self.arxiv_id else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +120,30 @@ def shortened(paper: DigestPaper, limit: int) -> DigestPaper:
 
 
 @lru_cache(maxsize=16384)  # the same papers go to many readers
-def paper_link(template: str, title: str) -> str:
+def paper_link(template: str, title: str, arxiv_id: str | None = None) -> str:
+    """The link of a paper: with an arXiv id, its Hugging Face page (or DIGESTBOT_PAPER_URL if that
+    takes an {arxiv_id}); without, DIGESTBOT_PAPER_URL's search by {title} (or the default's)."""
+    if arxiv_id:
+        if "{arxiv_id}" not in template:
+            return HF_PAPER.format(quote(arxiv_id, safe="/"))
+        template = template.replace("{arxiv_id}", quote(arxiv_id, safe="/"))
+    elif "{title}" not in template:
+        template = DEFAULT_PAPER_URL
+    if "{title}" not in template:
+        return template
     if len(title) > LINK_TITLE_MAX:
         title = title[:LINK_TITLE_MAX].rsplit(" ", 1)[0]
     return template.replace("{title}", quote_plus(title))
+
+
+def author_names(authors: tuple[str, ...] | None, count: int | None, most: int = AUTHORS_SHOWN) -> str:
+    """"Ann Lee, Bo Chen, Cy Dee et al." when the names are known; else "7 authors" (or "")."""
+    if authors:
+        shown = ", ".join(authors[:most])
+        return shown + (" et al." if len(authors) > most or (count or 0) > most else "")
+    if count is not None:
+        return f"{count} author" + ("" if count == 1 else "s")
+    return ""
 
 
 def _count(n: int) -> str:
@@ -189,10 +228,11 @@ def compose(
         title_segments, snippet = _highlighted(
             _highlighter(tuple(s.node for s in subs)), title, paper.abstract, snippet_width)
         shown.append(DigestPaper(
-            id=paper.id, title=title, url=paper_link(paper_url, paper.title[:LINK_TITLE_MAX + 1]),
+            id=paper.id, title=title, url=paper_link(paper_url, paper.title[:LINK_TITLE_MAX + 1], paper.arxiv_id),
             authors_count=paper.authors_count, upvotes=paper.upvotes, published=paper.published,
             title_segments=title_segments, snippet=snippet,
             matched_by=tuple(s.label for s in sorted(subs, key=lambda s: s.id)),
+            arxiv_id=paper.arxiv_id, authors=paper.authors,
         ))
     period = period_label(cadence, slot_local)
     subject = _subject(len(ordered), subscriptions, period)

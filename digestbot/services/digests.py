@@ -98,7 +98,8 @@ class DigestBuilder:
         found: dict[int, tuple[PaperRef, list[SubscriptionRef]]] = {}
         for sub_id, *paper in tx.outbox.undigested(recipient_id, cadence, list(refs)):
             if paper[0] not in found:
-                found[paper[0]] = (PaperRef(*paper), [])
+                *fields, authors = paper
+                found[paper[0]] = (PaperRef(*fields, tuple(authors) if authors is not None else None), [])
             found[paper[0]][1].append(refs[sub_id])
         return found
 

@@ -21,7 +21,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -121,6 +121,29 @@ class Fetcher:
                 report.sources.append(self._fetch(request, now))
             except Failed as exc:
                 report.sources.append(SourceResult(source.name, "failed", error=str(exc)))
+        return report
+
+    def fetch_late(self, *, now: datetime) -> FetchReport:
+        """The previous UTC day of each hf-daily source once more, once after midnight: late
+        submissions appear on it. Once: when its last fetch was before today began."""
+        today = now.astimezone(UTC).date()
+        midnight = datetime(today.year, today.month, today.day, tzinfo=UTC)
+        report = FetchReport()
+        for source in parse_sources(self.settings.sources.split()):
+            if source.kind != "hf-daily":
+                continue  # an arXiv feed has only its latest announcement
+            request = plan(source, today - timedelta(days=1), self.settings.hf_api_url, self.settings.arxiv_feed_url)
+            with self.store.reading() as tx:
+                state = tx.fetches.state(request.key)
+                if state is not None and state.checked_at >= midnight:
+                    continue
+            try:
+                result = self._fetch(request, now)
+            except Failed as exc:
+                result = SourceResult(source.name, "failed", error=str(exc))
+            if result.status != "failed" and state is None:
+                self._record(request.key, None, None, None, now, changed=False)  # seen after midnight
+            report.sources.append(result)
         return report
 
     def _fetch(self, request: Request, now: datetime) -> SourceResult:

@@ -183,7 +183,7 @@ class Outbox(Repository):
         ))
         return list(self.session.execute(
             select(Match.subscription_id, Paper.id, Paper.title, Paper.abstract, Paper.authors_count,
-                   Paper.upvotes, Paper.published, Paper.first_seen)
+                   Paper.upvotes, Paper.published, Paper.first_seen, Paper.arxiv_id, Paper.authors)
             .join(Paper, Paper.id == Match.paper_id)
             .where(Match.subscription_id.in_(list(subscription_ids)), ~already)
         ).all())
