@@ -14,6 +14,7 @@ from rich.text import Text
 from digestbot.bootstrap import bootstrap
 from digestbot.cli.base import App, capped, cli, emit_json, err, or_dash, out, pass_app, say_error
 from digestbot.clock import utcnow
+from digestbot.core.digest import author_names
 from digestbot.core.query import parse_query
 from digestbot.services.dump_files import expand_paths
 from digestbot.services.ingest import FileResult, dump_limits, ingest_paths
@@ -85,11 +86,12 @@ def papers(app: App, limit: int, as_json: bool) -> None:
     """The newest papers, newest first."""
     found = recent_papers(app.parts.store, limit)
     if as_json:
-        emit_json([paper_json(p) for p in found])
+        emit_json([paper_json(p, app.settings.paper_url) for p in found])
         return
     table = Table("id", "title", "authors", "published", "upvotes", "first seen")
     for p in found:
-        table.add_row(str(p.id), p.title, or_dash(p.authors_count), or_dash(p.published), or_dash(p.upvotes),
+        names = author_names(tuple(p.authors or ()), p.authors_count) or None  # three names, else the count
+        table.add_row(str(p.id), p.title, or_dash(names), or_dash(p.published), or_dash(p.upvotes),
                       p.first_seen.strftime("%Y-%m-%d %H:%M"))
     out.print(table)
 
@@ -135,7 +137,8 @@ def status(app: App, as_json: bool) -> None:
 def search(app: App, query: str, limit: int, as_json: bool) -> None:
     """Papers among those stored that QUERY matches, best first: try a query before subscribing."""
     node = parse_query(query)
-    found = [paper_json(h.paper) | {"score": h.score} for h in search_papers(app.parts.store, node, limit)]
+    found = [paper_json(h.paper, app.settings.paper_url) | {"score": h.score}
+             for h in search_papers(app.parts.store, node, limit)]
     if as_json:
         emit_json(found)
         return

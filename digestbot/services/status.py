@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from digestbot.core.digest import LINK_TITLE_MAX, paper_link
 from digestbot.services.health import next_digests
+from digestbot.settings import Settings
 from digestbot.store import Paper, Store
 
 
@@ -12,11 +14,14 @@ def _iso(value) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def paper_json(paper: Paper) -> dict:
+def paper_json(paper: Paper, paper_url: str = Settings.paper_url) -> dict:
+    """A paper as every --json output shows it (``paper_url``: DIGESTBOT_PAPER_URL, for ``url``)."""
     return {
         "id": paper.id, "title": paper.title, "abstract": paper.abstract,
         "authors_count": paper.authors_count, "upvotes": paper.upvotes, "published": _iso(paper.published),
         "first_seen": _iso(paper.first_seen), "last_seen": _iso(paper.last_seen),
+        "arxiv_id": paper.arxiv_id, "authors": list(paper.authors or []),
+        "url": paper_link(paper_url, paper.title[:LINK_TITLE_MAX + 1], paper.arxiv_id),
     }
 
 

@@ -276,7 +276,7 @@ def digest(token: str):
     papers = digest_papers(s.store, payload["r"], str(payload.get("d", "")))
     if not papers:
         abort(404, description="This digest is no longer available.")
-    links = {paper.id: paper_link(s.settings.paper_url, paper.title) for paper in papers}
+    links = {paper.id: paper_link(s.settings.paper_url, paper.title, paper.arxiv_id) for paper in papers}
     return s.page("digest.html.j2", papers=papers, links=links,
                   manage_url=s.signer.manage_url(payload["r"]))
 
