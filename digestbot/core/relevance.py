@@ -146,8 +146,12 @@ class FeatureMatrix:
     """Every stored paper's vector, by paper id (ids ascending)."""
 
     def __init__(self, ids: np.ndarray, rows: sparse.csr_matrix) -> None:
+        ids = np.asarray(ids, dtype=np.int64)
         order = np.argsort(ids, kind="stable")
-        self.ids = np.asarray(ids, dtype=np.int64)[order]
+        if len(order):  # a paper stored twice (two processes at once): its last vector counts
+            last = np.append(ids[order][1:] != ids[order][:-1], True)
+            order = order[last]
+        self.ids = ids[order]
         self.rows = rows[order].tocsr() if len(order) else rows
 
     @classmethod
@@ -188,14 +192,9 @@ def svm_weights(rows: sparse.csr_matrix, labels: np.ndarray, weights: np.ndarray
 
 
 def similar_weights(matrix: FeatureMatrix, example_rows: np.ndarray, *, svm_share: float = SVM_SHARE) -> np.ndarray:
-    """The weight vector of `similar`: the examples' centroid, and an SVM of examples against the rest."""
-    positives = matrix.rows[example_rows]
-    w = centroid(positives)
-    if svm_share and len(matrix) > len(example_rows):
-        labels = np.zeros(len(matrix), dtype=np.int8)
-        labels[example_rows] = 1
-        w = w + svm_share * svm_weights(matrix.rows, labels)
-    return w
+    """The weight vector of `similar`: the examples' centroid, and an SVM of the examples against
+    (a sample of) the other papers."""
+    return ReaderModel.train(matrix, matrix.ids[example_rows], (), svm_share=svm_share).weights
 
 
 @dataclass(frozen=True)
