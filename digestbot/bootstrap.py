@@ -65,7 +65,8 @@ class Parts:
 
     @cached_property
     def digests(self) -> DigestBuilder:
-        return DigestBuilder(self.store, self.settings, self.renderer, self.signer, self.sender, self.clock)
+        return DigestBuilder(self.store, self.settings, self.renderer, self.signer, self.sender, self.clock,
+                             relevance=self.relevance)
 
     @cached_property
     def notices(self) -> Notices:

@@ -17,7 +17,7 @@ from typing import Any
 import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from digestbot.core.digest import Digest, DigestPaper, cut, shortened
+from digestbot.core.digest import LIKE_REASON, Digest, DigestPaper, cut, shortened
 from digestbot.resources import resource_dir
 
 SLACK_MAX_BLOCKS = 50
@@ -97,6 +97,8 @@ def list_id(sender: Sender) -> str:
 
 
 def _quoted(value: str) -> str:
+    if value.startswith(LIKE_REASON) and value.endswith("\u201d"):  # 'like “Title”' (issue 13)
+        return value
     return f"\u201c{value}\u201d"
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, exists, func, select
 
-from digestbot.store.models import Paper, PaperVote, Subscription, SubscriptionLike
+from digestbot.store.models import DigestItem, Paper, PaperVote, Subscription, SubscriptionLike
 from digestbot.store.repository import Repository
 
 
@@ -88,3 +88,12 @@ class Votes(Repository):
         voted = self.session.scalar(select(func.count()).select_from(PaperVote)
                                     .where(PaperVote.recipient_id == recipient_id))
         return bool(voted) or bool(self.liked_by(recipient_id))
+
+    def undigested_since(self, recipient_id: int, cadence: str, since: datetime) -> list[tuple]:
+        """(id, title, abstract, authors_count, upvotes, published, first_seen) of papers first seen
+        at or after ``since`` that no digest of this cadence to this recipient has covered."""
+        already = exists().where(and_(DigestItem.recipient_id == recipient_id, DigestItem.cadence == cadence,
+                                      DigestItem.paper_id == Paper.id))
+        return [tuple(r) for r in self.session.execute(
+            select(Paper.id, Paper.title, Paper.abstract, Paper.authors_count, Paper.upvotes, Paper.published,
+                   Paper.first_seen).where(Paper.first_seen >= since, ~already))]
