@@ -42,6 +42,8 @@ TOPICS = {
     "image editing": "title:(editing OR edit OR inpainting)",
     "benchmark": "title:(benchmark OR evaluation OR evaluating)",
 }
+BASELINE = "arxiv-sanity-lite (TF-IDF words+pairs, LinearSVC C=0.01)"
+OURS = "+ title counted twice = digestbot `similar`"
 EXAMPLES = 3
 DRAWS = 10
 AT = 10
@@ -138,7 +140,7 @@ def quality() -> dict:
     papers = sample_papers()
     topic_list = topics(papers)
     asl_x = asl_features([f"{t}. {a}" for t, a in papers])
-    rows = {"arxiv-sanity-lite (TF-IDF words+pairs, LinearSVC C=0.01)": evaluate(asl_x, topic_list, asl_scores)}
+    rows = {BASELINE: evaluate(asl_x, topic_list, asl_scores)}
     x_plain = ours_features(papers, identity=False, title_twice=False, tuned_df=False)
     rows["+ centroid beside the SVM (same features)"] = evaluate(x_plain, topic_list, ours_scores)
     x_df = ours_features(papers, identity=False, title_twice=False, tuned_df=True)
@@ -146,7 +148,7 @@ def quality() -> dict:
     x_id = ours_features(papers, identity=True, title_twice=False, tuned_df=True)
     rows["+ query-language word identity (stems, hyphen joins)"] = evaluate(x_id, topic_list, ours_scores)
     x = ours_features(papers, identity=True, title_twice=True, tuned_df=True)
-    rows["+ title counted twice = digestbot `similar`"] = evaluate(x, topic_list, ours_scores)
+    rows[OURS] = evaluate(x, topic_list, ours_scores)
     rows["(digestbot features, centroid only)"] = evaluate(x, topic_list, lambda a, e: ours_scores(a, e, 0.0))
     rows["(digestbot features, SVM only)"] = evaluate(x, topic_list, lambda a, e: asl_scores(a, e))
     return {"papers": len(papers), "topics": {t.name: len(t.members) for t in topic_list}, "p_at_10": rows}

@@ -88,6 +88,11 @@ class Vocabulary:
 
     @classmethod
     def fit(cls, texts: Sequence[str], max_features: int = MAX_FEATURES) -> Vocabulary:
+        return cls.fit_rows(texts, max_features)[0]
+
+    @classmethod
+    def fit_rows(cls, texts: Sequence[str], max_features: int = MAX_FEATURES) -> tuple[Vocabulary, sparse.csr_matrix]:
+        """The vocabulary of these texts, and their rows (each text read once)."""
         n = len(texts)
         # Rare terms carry no similarity; common ones no information. Small stores keep everything.
         min_df, max_df = (2, 0.25) if n >= 200 else (1, 1.0)
@@ -96,10 +101,12 @@ class Vocabulary:
         try:
             counts = counter.fit_transform(texts)
         except ValueError:  # no term at all (empty texts)
-            return cls({}, np.zeros(0, dtype=np.float32))
+            empty = cls({}, np.zeros(0, dtype=np.float32))
+            return empty, empty.transform(texts)
         df = np.bincount(counts.indices, minlength=counts.shape[1])
         idf = (np.log((1 + n) / (1 + df)) + 1).astype(np.float32)
-        return cls({t: int(i) for t, i in counter.vocabulary_.items()}, idf)
+        vocabulary = cls({t: int(i) for t, i in counter.vocabulary_.items()}, idf)
+        return vocabulary, vocabulary.weighted(counts)
 
     @property
     def size(self) -> int:
@@ -109,7 +116,11 @@ class Vocabulary:
         """Rows of sublinear TF-IDF, L2-normalised (float32)."""
         if not self.terms:
             return sparse.csr_matrix((len(texts), 0), dtype=np.float32)
-        counts = CountVectorizer(analyzer=terms, vocabulary=self.terms, dtype=np.float32).transform(texts)
+        return self.weighted(CountVectorizer(analyzer=terms, vocabulary=self.terms, dtype=np.float32).transform(texts))
+
+    def weighted(self, counts: sparse.csr_matrix) -> sparse.csr_matrix:
+        """Term counts (columns of this vocabulary) as unit rows of sublinear TF-IDF."""
+        counts = counts.tocsr().astype(np.float32)
         counts.data = 1 + np.log(counts.data)
         counts = counts @ sparse.diags(self.idf)
         return normalize(counts.tocsr(), copy=False).astype(np.float32)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -125,6 +125,9 @@ class DigestBuilder:
             see_all=self.signer.digest_url(recipient.id, digest_key),
         )
         target = parse_recipient(recipient.address, private_webhooks=True)  # checked when it was stored
+        vote = self.signer.vote_url if target.kind == "email" else self.signer.vote_token
+        votes = {p.id: (vote(recipient.id, p.id, "up"), vote(recipient.id, p.id, "down")) for p in digest.papers}
+        links = replace(links, **{"feedback" if target.kind == "email" else "buttons": votes})
         if target.kind == "email":
             key = f"{digest_key}-1"
             return [self.renderer.email(digest, links, self.sender, key=key,

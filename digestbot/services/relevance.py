@@ -112,10 +112,12 @@ def _refit(tx: Transaction, generation: int, now: datetime) -> int:
     while batch := tx.features.papers_after(after, 20_000):
         papers += batch
         after = batch[-1][0]
-    vocabulary = rel.Vocabulary.fit([rel.paper_text(t, a) for _, t, a in papers])
+    vocabulary, rows = rel.Vocabulary.fit_rows([rel.paper_text(t, a) for _, t, a in papers])
     tx.features.new_generation(generation, len(papers), vocabulary.dumps(), now)
     for start in range(0, len(papers), CHUNK_PAPERS):
-        _store_chunk(tx, generation, vocabulary, papers[start:start + CHUNK_PAPERS])
+        chunk = papers[start:start + CHUNK_PAPERS]
+        tx.features.add_chunk(generation, chunk[-1][0], rel.dump_rows(
+            [p[0] for p in chunk], rows[start:start + CHUNK_PAPERS]))
     return len(papers)
 
 

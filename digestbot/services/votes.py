@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from digestbot.errors import UsageError
+from digestbot.services.feedback import first_time
 from digestbot.services.relevance import recipient_id_of, resolve_paper
 from digestbot.services.status import paper_json
 from digestbot.store import Store, Transaction
@@ -59,3 +60,23 @@ def list_votes(store: Store, recipient: str) -> list[dict]:
         recipient_id = recipient_id_of(tx, recipient)
         return [{"paper": paper_json(paper), "vote": "up" if row.vote > 0 else "down",
                  "voted_at": row.voted_at.isoformat()} for row, paper in tx.votes.listed(recipient_id)]
+
+
+def slack_vote(store: Store, signature: str, recipient_id: int, paper_id: int, action: str, now: datetime
+               ) -> bool | None:
+    """A verified Slack button click: the vote, once per request (by its signature); None for a replay.
+
+    :raises UsageError: the recipient or the paper is gone
+    """
+    with store.transaction() as tx:
+        if not first_time(tx, "slack", signature, now):
+            return None
+        if tx.subscriptions.recipient(recipient_id) is None or tx.papers.get(paper_id) is None:
+            raise UsageError("this paper or this channel is no longer known")
+        return vote_in(tx, recipient_id, paper_id, action, now)
+
+
+def paper_title(store: Store, paper_id: int) -> str | None:
+    with store.reading() as tx:
+        paper = tx.papers.get(paper_id)
+        return paper.title if paper is not None else None
