@@ -121,3 +121,29 @@ def test_a_replayed_slack_click_is_refused(engine, tmp_path) -> None:
     votes.vote_by_ids(Store(engine), *parts.signer.load_vote(down)[:2], "clear", T0)
     assert slack_click(client, down, "vote_down", timestamp=now).status_code == 409
     assert listed(engine, "slack:C0123ABCD") == []
+
+
+# ---- the subscribe page's "papers like…" ----
+
+def test_the_subscribe_page_finds_papers_by_title_and_subscribes_to_papers_like_them(engine, tmp_path) -> None:
+    from test_web import FORM, csrf_of, subs_of
+
+    add_papers(Store(engine), topical_papers() + [("Speech <b>tricks</b> & more", "speech tricks")])
+    client = create_app(bootstrap(settings_for(engine, tmp_path), engine=engine)).test_client()
+    page = client.get("/").get_data(as_text=True)
+    assert 'id="like-search"' in page and 'name="likes"' in page and "/static/likes.js" in page
+    found = client.get("/api/papers?q=SPEECH paper").get_json()["papers"]
+    assert sorted(p["title"] for p in found) == [f"speech paper {n}" for n in range(4)]
+    assert client.get("/api/papers?q=<b>").get_json()["papers"] == []  # too short a key: nothing
+    assert client.get("/api/papers?q=%25%25%25").get_json()["papers"] == []  # LIKE wildcards are text
+
+    refused = client.post("/", data={"csrf": csrf_of(client), **FORM, "query": "", "likes": "no such paper"})
+    assert refused.status_code == 400 and "no stored paper titled" in refused.get_data(as_text=True).lower()
+    assert subs_of(engine, FORM["email"]) == []
+    done = client.post("/", data={"csrf": csrf_of(client), **FORM, "query": "",
+                                  "likes": "speech paper 0\n\nSpeech Paper 1\n"})
+    assert done.status_code == 303
+    [sub] = subs_of(engine, FORM["email"])
+    assert (sub.query, sub.pending, sub.like_top) == ("", True, 10)  # weekly: 10 a week
+    with Store(engine).reading() as tx:
+        assert len(tx.votes.likes_of([sub.id])[sub.id]) == 2

@@ -97,3 +97,9 @@ class Votes(Repository):
         return [tuple(r) for r in self.session.execute(
             select(Paper.id, Paper.title, Paper.abstract, Paper.authors_count, Paper.upvotes, Paper.published,
                    Paper.first_seen).where(Paper.first_seen >= since, ~already))]
+
+    def titled(self, key_part: str, limit: int) -> list[Paper]:
+        """Papers whose title key contains ``key_part``, newest first (the "papers like…" search box)."""
+        return list(self.session.scalars(
+            select(Paper).where(Paper.title_key.contains(key_part, autoescape=True))
+            .order_by(Paper.first_seen.desc(), Paper.id.desc()).limit(limit)))
