@@ -85,7 +85,8 @@ def slack_texts(messages: list[dict]) -> list[str]:
         for block in message["blocks"]:
             if "text" in block:
                 texts.append(block["text"]["text"])
-            texts.extend(e["text"] for e in block.get("elements", []))
+            # Buttons (the feedback actions) carry their label as a plain_text object.
+            texts.extend(e["text"] if isinstance(e["text"], str) else e["text"]["text"] for e in block.get("elements", []))
     return texts
 
 
