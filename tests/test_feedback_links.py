@@ -80,9 +80,12 @@ def test_forged_links_are_refused_and_record_nothing(engine, tmp_path, forge) ->
     assert listed(engine, "ada@example.org") == []
 
 
-def slack_click(client, value: str, action_id: str, *, secret: str = SLACK_SECRET, timestamp: int | None = None):
+def slack_click(client, value: str, action_id: str, *, secret: str = SLACK_SECRET, timestamp: int | None = None,
+                response_url: str | None = None):
     payload = {"type": "block_actions", "user": {"id": "U42"}, "channel": {"id": "C0123ABCD"},
                "actions": [{"action_id": action_id, "block_id": "vote-1", "value": value, "type": "button"}]}
+    if response_url:
+        payload["response_url"] = response_url
     body = urlencode({"payload": json.dumps(payload)})
     timestamp = int(time.time()) if timestamp is None else timestamp
     signature = "v0=" + hmac.new(secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256).hexdigest()
@@ -147,3 +150,20 @@ def test_the_subscribe_page_finds_papers_by_title_and_subscribes_to_papers_like_
     assert (sub.query, sub.pending, sub.like_top) == ("", True, 10)  # weekly: 10 a week
     with Store(engine).reading() as tx:
         assert len(tx.votes.likes_of([sub.id])[sub.id]) == 2
+
+
+def test_a_slack_click_is_answered_to_whoever_clicked_through_its_response_url(engine, tmp_path) -> None:
+    from fakes import FakeSlack
+
+    parts, payload = digest_for(engine, tmp_path, "slack:C0123ABCD")
+    down = next(b for b in payload["blocks"] if b["type"] == "actions")["elements"][1]["value"]
+    client = create_app(parts).test_client()
+    with FakeSlack() as slack:
+        assert slack_click(client, down, "vote_down", response_url=slack.webhook_url("resp")).status_code == 200
+        deadline = time.monotonic() + 10
+        while not slack.hook_posts and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [told] = slack.hook_posts
+    assert told.json["response_type"] == "ephemeral" and told.json["replace_original"] is False
+    assert "fewer papers like this" in told.json["text"]
+    assert [v for _, v in listed(engine, "slack:C0123ABCD")] == ["down"]

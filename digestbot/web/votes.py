@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 
 from flask import Blueprint, abort, request
 from slack_sdk.signature import SignatureVerifier
+from slack_sdk.webhook import WebhookClient
 
 from digestbot.core.tokens import BadToken
 from digestbot.errors import UsageError
@@ -92,15 +93,41 @@ def interactions():
     if vote != ACTIONS[action["action_id"]]:
         abort(400, description="this button is not valid")
     signature = request.headers.get("X-Slack-Signature", "")
+    response_url = str(payload.get("response_url") or "")
     work = s.background.submit(votes.slack_vote, s.store, signature, recipient_id, paper_id, vote, s.clock())
     try:
         recorded = work.result(timeout=ANSWER_WITHIN)
     except TimeoutError:
-        return "", 200  # acknowledged in time; the vote is recorded when the store is free
+        # Acknowledged in time; the vote is recorded when the store is free, and said then.
+        work.add_done_callback(lambda done: _tell(s, response_url, _said(done, vote)))
+        return "", 200
     except UsageError as exc:
+        _tell(s, response_url, str(exc))
         return {"response_type": "ephemeral", "replace_original": False, "text": str(exc)}, 200
     if recorded is None:
         abort(409, description="this request was already received")
-    word = "More" if vote == "up" else "Fewer"
-    return {"response_type": "ephemeral", "replace_original": False,
-            "text": f"Noted: {word.lower()} papers like this one in this channel's digests."}, 200
+    text = _said(work, vote)
+    _tell(s, response_url, text)
+    return {"response_type": "ephemeral", "replace_original": False, "text": text}, 200
+
+
+def _said(done, vote: str) -> str:
+    try:
+        done.result()
+    except Exception as exc:  # the vote failed after the acknowledgement: say so
+        return f"That vote was not recorded: {str(exc).splitlines()[0] if str(exc) else 'try again'}"
+    return f"Noted: {'more' if vote == 'up' else 'fewer'} papers like this one in this channel's digests."
+
+
+def _tell(s, response_url: str, text: str) -> None:
+    """An ephemeral note to whoever clicked, through the interaction's response_url (in the
+    background: the click is acknowledged first). The message itself is left as it is."""
+    if response_url.startswith(("https://", "http://")):  # from a signed request: Slack gave it
+        s.background.submit(_post, response_url, text)
+
+
+def _post(response_url: str, text: str) -> None:
+    response = WebhookClient(response_url, timeout=10).send(text=text, response_type="ephemeral",
+                                                            replace_original=False)
+    if response.status_code != 200:
+        log.warning("slack interaction: response_url answered %s", response.status_code)
