@@ -22,6 +22,7 @@ from digestbot.services.delivery import OutboxSender
 from digestbot.services.digests import DigestBuilder, signing_key
 from digestbot.services.matching import SubscriptionMatcher
 from digestbot.services.notices import Notices
+from digestbot.services.relevance import RelevanceIndex
 from digestbot.settings import Settings
 from digestbot.store import Engine, Store, connect, ensure_current
 
@@ -58,8 +59,14 @@ class Parts:
         return SubscriptionMatcher()
 
     @cached_property
+    def relevance(self) -> RelevanceIndex:
+        """The process's copy of the stored relevance features, kept between requests."""
+        return RelevanceIndex()
+
+    @cached_property
     def digests(self) -> DigestBuilder:
-        return DigestBuilder(self.store, self.settings, self.renderer, self.signer, self.sender, self.clock)
+        return DigestBuilder(self.store, self.settings, self.renderer, self.signer, self.sender, self.clock,
+                             relevance=self.relevance)
 
     @cached_property
     def notices(self) -> Notices:

@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import re
 from html import escape
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from digestbot.core.digest import Digest, DigestPaper, author_names, cut, shortened
+from digestbot.core.digest import LIKE_REASON, Digest, DigestPaper, author_names, cut, shortened
 from digestbot.resources import resource_dir
 
 SLACK_MAX_BLOCKS = 50
@@ -40,6 +40,10 @@ class Links:
     unsubscribe: str  # every subscription of this digest: the List-Unsubscribe target
     per_subscription: dict[int, str]
     see_all: str
+    # paper id → (more like this, less like this) links (issue 13); Slack shows buttons for these papers.
+    feedback: dict[int, tuple[str, str]] = field(default_factory=dict)
+    # paper id → (up token, down token): the values of the Slack buttons.
+    buttons: dict[int, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +101,8 @@ def list_id(sender: Sender) -> str:
 
 
 def _quoted(value: str) -> str:
+    if value.startswith(LIKE_REASON) and value.endswith("\u201d"):  # 'like “Title”' (issue 13)
+        return value
     return f"\u201c{value}\u201d"
 
 
@@ -202,6 +208,7 @@ class Renderer:
             [
                 {"type": "section", "text": {"type": "mrkdwn", "text": cut(render("slack/paper.mrkdwn.j2", paper=p), SLACK_MAX_SECTION)}},
                 {"type": "context", "elements": [{"type": "mrkdwn", "text": cut(render("slack/matched.mrkdwn.j2", paper=p), SLACK_MAX_SECTION)}]},
+                *vote_buttons(p.id, links),
             ]
             for p in digest.papers
         ]
@@ -239,6 +246,20 @@ def admin_alert_payload(target, subject: str, body: str, sender: Sender, *, key:
     return {"key": key, "channel": target.target, "text": cut(text, 3000),
             "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": cut(text, SLACK_MAX_SECTION)}}],
             "unfurl_links": False, "unfurl_media": False}
+
+
+def vote_buttons(paper_id: int, links: Links) -> list[dict]:
+    """The "More like this" / "Less like this" buttons of a paper in Slack (issue 13): each value a
+    signed vote token, checked by /slack/interactions."""
+    tokens = links.buttons.get(paper_id)
+    if tokens is None:
+        return []
+    return [{"type": "actions", "block_id": f"vote-{paper_id}", "elements": [
+        {"type": "button", "action_id": "vote_up", "text": {"type": "plain_text", "text": "More like this"},
+         "value": tokens[0]},
+        {"type": "button", "action_id": "vote_down", "text": {"type": "plain_text", "text": "Less like this"},
+         "value": tokens[1]},
+    ]}]
 
 
 def _size(blocks: list[dict]) -> int:

@@ -32,6 +32,7 @@ from digestbot.services.fetch import Fetcher
 from digestbot.services.health import queue_admin_alerts
 from digestbot.services.ingest import dump_limits
 from digestbot.services.jobs import record_run
+from digestbot.services.relevance import retrain_stale, update_features
 from digestbot.services.watch import Watcher
 from digestbot.settings import Settings
 
@@ -50,6 +51,7 @@ class Bot:
         self.watcher = Watcher(self.settings.watch_dir, self.settings.settle_seconds, dump_limits(self.settings),
                                matcher=parts.matcher)
         self.builder = parts.digests
+        self.relevance_index = parts.relevance
         self.sender = parts.outbox_sender()
         self._delivery_lock = threading.Lock()  # the watch and deliver jobs both send
         self.fetcher = Fetcher(self.store, self.settings) if self.settings.fetch_minutes > 0 else None
@@ -82,6 +84,8 @@ class Bot:
                 log.warning("failed %s: %s", f.path, f.note)
             elif f.status == "deferred":
                 log.info("deferred %s: %s", f.path, f.note)
+        if report.new:
+            self._vectorise()
         if report.matches:
             self._queue("instant")
             self._deliver()
@@ -105,6 +109,23 @@ class Bot:
         if failed:
             raise DigestbotError(f"{len(failed)} of {len(results)} fetch(es) failed: {failed[0].source}: {failed[0].error}")
         return f"{report.summary()}" + (f"; the day before: {late.summary()}" if late.sources else "")
+    def _vectorise(self) -> None:
+        """The relevance features of the papers just ingested (issue 13): computed once, now, so that
+        no request or digest waits for them. A failure here is the relevance job's to report."""
+        try:
+            update_features(self.store, self.clock())
+        except Exception as exc:
+            log.warning("relevance features not updated: %s", str(exc).splitlines()[0] if str(exc) else exc)
+
+    def relevance(self) -> None:
+        """Issue 13: features of new papers, and the models of readers whose likes or votes changed."""
+        self._record("relevance", self._relevance)
+
+    def _relevance(self) -> str:
+        now = self.clock()
+        papers = update_features(self.store, now)
+        models = retrain_stale(self.store, self.relevance_index, now)
+        return f"{papers} paper(s) vectorised, {models} reader model(s) retrained"
 
     def digests(self) -> None:
         self._record("digests", lambda: self._queue(None))
@@ -154,6 +175,7 @@ def _schedule(bot: Bot, settings: Settings) -> BackgroundScheduler:
     # Every minute: a digest due at 08:00 local goes out in the minute after 08:00.
     scheduler.add_job(bot.digests, CronTrigger(second=5), id="digests", misfire_grace_time=120)
     scheduler.add_job(bot.deliver, IntervalTrigger(seconds=10), id="deliver", misfire_grace_time=60)
+    scheduler.add_job(bot.relevance, IntervalTrigger(minutes=2), id="relevance", misfire_grace_time=600)
     scheduler.add_job(bot.health, IntervalTrigger(minutes=5), id="health", next_run_time=utcnow(),
                       misfire_grace_time=600)
     if bot.fetcher is not None:  # DIGESTBOT_FETCH_MINUTES=0: off

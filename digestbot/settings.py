@@ -175,6 +175,16 @@ class Settings:
         "tries of a source on connection errors, timeouts, 429 and 5xx (backoff doubling from 2 s, or Retry-After)",
     )
 
+    # ---- relevance (issue 13): "more like these" subscriptions and ranked digests ----
+    like_top_per_week: int = option(
+        10, "DIGESTBOT_LIKE_TOP_PER_WEEK",
+        "default top K of a --like subscription: its best papers a week (a daily digest gets K/7, at least 1)",
+    )
+    like_threshold: float = option(
+        0.2, "DIGESTBOT_LIKE_THRESHOLD",
+        "default score (cosine to the examples, 0-1) above which a --like subscription sends a paper anyway",
+    )
+
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
@@ -212,6 +222,8 @@ class Settings:
                               "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
         if self.web_client_limit < 1 or self.web_address_limit < 1 or self.proxy_count < 0:
             raise ConfigError("DIGESTBOT_WEB_CLIENT_LIMIT and _WEB_ADDRESS_LIMIT must be positive, _PROXY_COUNT not negative")
+        if self.like_top_per_week < 0 or not 0 <= self.like_threshold <= 1:
+            raise ConfigError("DIGESTBOT_LIKE_TOP_PER_WEEK must not be negative, DIGESTBOT_LIKE_THRESHOLD from 0 to 1")
         self._check_sources()
 
     def _check_sources(self) -> None:

@@ -61,6 +61,10 @@ def links_for(digest: Digest, recipient_id: int = 7, key: str = "d7-d-0000000000
         unsubscribe=SIGNER.unsubscribe_url(recipient_id, ids),
         per_subscription={i: SIGNER.unsubscribe_url(recipient_id, [i]) for i in ids},
         see_all=SIGNER.digest_url(recipient_id, key),
+        feedback={p.id: (SIGNER.vote_url(recipient_id, p.id, "up"), SIGNER.vote_url(recipient_id, p.id, "down"))
+                  for p in digest.papers},
+        buttons={p.id: (SIGNER.vote_token(recipient_id, p.id, "up"), SIGNER.vote_token(recipient_id, p.id, "down"))
+                 for p in digest.papers},
     )
 
 
@@ -81,7 +85,8 @@ def slack_texts(messages: list[dict]) -> list[str]:
         for block in message["blocks"]:
             if "text" in block:
                 texts.append(block["text"]["text"])
-            texts.extend(e["text"] for e in block.get("elements", []))
+            # Buttons (the feedback actions) carry their label as a plain_text object.
+            texts.extend(e["text"] if isinstance(e["text"], str) else e["text"]["text"] for e in block.get("elements", []))
     return texts
 
 

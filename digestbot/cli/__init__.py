@@ -7,7 +7,7 @@ worker, serve: the long-running ones).
 
 from __future__ import annotations
 
-from digestbot.cli import delivery, papers, processes, sources, subscriptions  # noqa: F401 - they add the commands
+from digestbot.cli import delivery, papers, processes, relevance, sources, subscriptions  # noqa: F401 - they add the commands
 from digestbot.cli.base import cli
 
 

@@ -13,11 +13,18 @@ from digestbot.clock import utcnow
 from digestbot.core.schedule import CADENCES, parse_schedule
 from digestbot.errors import UsageError
 from digestbot.services import subscriptions
+from digestbot.services.likes import default_top
 
 
 @cli.command()
 @click.argument("recipient")
-@click.argument("query")
+@click.argument("query", required=False, default="")
+@click.option("--like", "likes", multiple=True, metavar="PAPER",
+              help="A stored paper's title: send papers like it (repeat for more examples; QUERY then optional).")
+@click.option("--like-top", "like_top", type=int, default=None,
+              help="With --like: the best K papers of each digest window (default DIGESTBOT_LIKE_TOP_PER_WEEK a week).")
+@click.option("--like-threshold", "like_threshold", type=float, default=None,
+              help="With --like: also send any paper scoring at least this (0-1; default DIGESTBOT_LIKE_THRESHOLD).")
 @click.option("--cadence", type=click.Choice(CADENCES), default="daily", show_default=True,
               help="instant: an alert per ingest; daily or weekly: a digest.")
 @click.option("--at", "at", default="08:00", show_default=True, help="Local send time, HH:MM.")
@@ -28,20 +35,29 @@ from digestbot.services import subscriptions
               help=f"Also match papers first seen in the last DAYS days (at most {subscriptions.MAX_BACKFILL_DAYS}).")
 @click.option("--json", "as_json", is_flag=True, help="Print the subscription as JSON.")
 @pass_app
-def subscribe(app: App, recipient: str, query: str, cadence: str, at: str, day: str, tz: str, name: str | None,
+def subscribe(app: App, recipient: str, query: str, likes: tuple[str, ...], like_top: int | None,
+              like_threshold: float | None, cadence: str, at: str, day: str, tz: str, name: str | None,
               backfill_days: int, as_json: bool) -> None:
-    """Subscribe RECIPIENT (an email, slack:#channel or slack-webhook:URL) to papers matching QUERY."""
+    """Subscribe RECIPIENT (an email, slack:#channel or slack-webhook:URL) to papers matching QUERY,
+    or (with --like) to papers like the examples (among those matching QUERY, if given)."""
     schedule = parse_schedule(cadence, at, day, tz)
+    if likes:
+        like_top = like_top if like_top is not None else default_top(schedule.cadence, app.settings.like_top_per_week)
+        like_threshold = like_threshold if like_threshold is not None else app.settings.like_threshold
     sub, backfilled = subscriptions.subscribe(
         app.parts.store, recipient, query, schedule=schedule, name=name, backfill_days=backfill_days,
         private_webhooks=app.settings.allow_private_webhooks, now=utcnow(),
+        likes=likes, like_top=like_top, like_threshold=like_threshold,
     )
-    result = subscriptions.subscription_json(sub) | {"backfilled": backfilled}
+    titles = subscriptions.like_titles(app.parts.store, [sub])
+    result = subscriptions.subscription_json(sub, titles.get(sub.id)) | {"backfilled": backfilled}
     if as_json:
         emit_json(result)
         return
-    out.print(f"subscription {result['id']}: {result['recipient']} gets papers matching {query!r} "
-              f"{subscriptions.schedule_label(sub)}")
+    what = f"papers matching {query!r}" if query.strip() else "papers"
+    if likes:
+        what += f" like {len(result['likes'])} example(s) (top {sub.like_top}, or scoring {sub.like_threshold}+)"
+    out.print(f"subscription {result['id']}: {result['recipient']} gets {what} {subscriptions.schedule_label(sub)}")
     if backfill_days:
         out.print(f"{backfilled} paper(s) from the last {backfill_days} day(s) matched already")
 
@@ -74,8 +90,9 @@ def unsubscribe(app: App, subscription_id: int | None, recipient: str | None, as
 @pass_app
 def list_subscriptions(app: App, recipient: str | None, include_inactive: bool, as_json: bool) -> None:
     """The active subscriptions."""
-    found = [subscriptions.subscription_json(s)
-             for s in subscriptions.list_subscriptions(app.parts.store, recipient, include_inactive)]
+    listed = subscriptions.list_subscriptions(app.parts.store, recipient, include_inactive)
+    titles = subscriptions.like_titles(app.parts.store, listed)
+    found = [subscriptions.subscription_json(s, titles.get(s.id)) for s in listed]
     if as_json:
         emit_json(found)
         return
@@ -92,13 +109,15 @@ def list_subscriptions(app: App, recipient: str | None, include_inactive: bool, 
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_app
 def import_subscriptions(app: App, csv_file: Path, as_json: bool) -> None:
-    """Import subscriptions from a CSV file: recipient,query[,cadence,at,day,tz,name]. Exit 1 if a row failed."""
+    """Import subscriptions from a CSV file: recipient,query[,cadence,at,day,tz,name,like]. Exit 1 if a row failed."""
     try:
         text = csv_file.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise UsageError(f"{csv_file} is not UTF-8 text") from None
     report = subscriptions.import_subscriptions(app.parts.store, text, utcnow(),
-                                                private_webhooks=app.settings.allow_private_webhooks)
+                                                private_webhooks=app.settings.allow_private_webhooks,
+                                                like_top_per_week=app.settings.like_top_per_week,
+                                                like_threshold=app.settings.like_threshold)
     if as_json:
         emit_json(report.as_json())
     else:

@@ -18,6 +18,7 @@ Segments = tuple[tuple[str, bool], ...]  # text pieces, True where a matched wor
 # enough to find it, and a URL that servers accept.
 TITLE_MAX = 3000
 LINK_TITLE_MAX = 300
+LIKE_REASON = "like \u201c"  # how a "more like these" reason starts: shown as it is, not quoted again
 SUBJECT_MAX = 200  # characters of an email subject (and a Slack header before its own cut)
 # Where a paper with an arXiv id links: its Hugging Face page, with arXiv's abstract and PDF beside.
 HF_PAPER = "https://huggingface.co/papers/{}"
@@ -32,6 +33,7 @@ class SubscriptionRef:
     id: int
     label: str  # its name, or its query
     node: Node
+    reason: str | None = None  # why it chose this paper, if not its label: 'like “Title”' (issue 13)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,10 +205,12 @@ def compose(
     max_papers: int,
     paper_url: str,
     snippet_width: int = 300,
+    scores: dict[int, float] | None = None,
 ) -> Digest | None:
     """The digest of these matches, or None when there is nothing to say (never an empty digest).
 
-    Order: papers matched by most subscriptions first, then most upvoted, then newest.
+    Order: papers matched by most subscriptions first, then most upvoted, then newest; or, given
+    the reader's relevance ``scores`` (issue 13), best score first, the same order among equals.
     """
     if not matched:
         return None
@@ -219,7 +223,8 @@ def compose(
     def rank(item: tuple[PaperRef, list[SubscriptionRef]]):
         paper, subs = item
         newest = (paper.published or paper.first_seen.date()).toordinal()
-        return (-len(subs), -(paper.upvotes or 0), -newest, -paper.first_seen.timestamp(), paper.id)
+        today = (-len(subs), -(paper.upvotes or 0), -newest, -paper.first_seen.timestamp(), paper.id)
+        return (-scores.get(paper.id, -1e9), *today) if scores is not None else today
 
     ordered = sorted(matched.values(), key=rank)
     shown = []
@@ -231,7 +236,7 @@ def compose(
             id=paper.id, title=title, url=paper_link(paper_url, paper.title[:LINK_TITLE_MAX + 1], paper.arxiv_id),
             authors_count=paper.authors_count, upvotes=paper.upvotes, published=paper.published,
             title_segments=title_segments, snippet=snippet,
-            matched_by=tuple(s.label for s in sorted(subs, key=lambda s: s.id)),
+            matched_by=tuple(s.reason or s.label for s in sorted(subs, key=lambda s: s.id)),
             arxiv_id=paper.arxiv_id, authors=paper.authors,
         ))
     period = period_label(cadence, slot_local)

@@ -64,5 +64,20 @@ class LinkSigner:
         payload = {"r": recipient_id, "s": sorted(subscription_ids)}
         return f"{self.base_url}/confirm/{self.token('confirm', payload)}"
 
+    def vote_url(self, recipient_id: int, paper_id: int, action: str) -> str:
+        """A feedback link of a digest (issue 13): "more like this" (up) or "less like this" (down)."""
+        return f"{self.base_url}/feedback/{self.vote_token(recipient_id, paper_id, action)}"
+
+    def vote_token(self, recipient_id: int, paper_id: int, action: str) -> str:
+        return self.token("vote", {"r": recipient_id, "p": paper_id, "v": action})
+
+    def load_vote(self, token: str) -> tuple[int, int, str]:
+        """(recipient id, paper id, up|down) of a vote token; BadToken if it is not one."""
+        payload = self.load("vote", token)
+        r, p, v = payload.get("r"), payload.get("p"), payload.get("v")
+        if not (isinstance(r, int) and isinstance(p, int) and v in ("up", "down")):
+            raise BadToken("this link is not valid")
+        return r, p, v
+
     def digest_url(self, recipient_id: int, digest_key: str) -> str:
         return f"{self.base_url}/digests/{self.token('digest', {'r': recipient_id, 'd': digest_key})}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -18,6 +18,8 @@ from digestbot.core.recipients import parse_recipient
 from digestbot.core.schedule import CADENCES, Schedule, latest_slot
 from digestbot.core.tokens import LinkSigner
 from digestbot.render import Links, Renderer, Sender, mail_domain
+from digestbot.services.likes import NOTHING, like_matches, ranked
+from digestbot.services.relevance import RelevanceIndex
 from digestbot.settings import Settings
 from digestbot.errors import Conflict
 from digestbot.store import NewMessage, Paper, Recipient, Store, Subscription, Transaction
@@ -59,8 +61,9 @@ class DigestBuilder:
     """Everything needed to turn matches into rendered outbox rows."""
 
     def __init__(self, store: Store, settings: Settings, renderer: Renderer, signer: LinkSigner, sender: Sender,
-                 clock: Clock = utcnow) -> None:
+                 clock: Clock = utcnow, relevance: RelevanceIndex | None = None) -> None:
         self.store = store
+        self.relevance = relevance  # None: no ranking, no like-subscriptions (issue 13)
         self.settings = settings
         self.renderer = renderer
         self.signer = signer
@@ -94,7 +97,8 @@ class DigestBuilder:
     def pending(self, tx: Transaction, recipient_id: int, cadence: str, subs: list[Subscription]
                 ) -> dict[int, tuple[PaperRef, list[SubscriptionRef]]]:
         """Papers matched by these subscriptions and not yet in any digest of this cadence."""
-        refs = {s.id: SubscriptionRef(s.id, s.name or s.query, _parsed_query(s.query)) for s in subs}
+        refs = {s.id: SubscriptionRef(s.id, s.name or s.query, _parsed_query(s.query) if s.query else NOTHING)
+                for s in subs}
         found: dict[int, tuple[PaperRef, list[SubscriptionRef]]] = {}
         for sub_id, *paper in tx.outbox.undigested(recipient_id, cadence, list(refs)):
             if paper[0] not in found:
@@ -106,12 +110,12 @@ class DigestBuilder:
     # ---- rendering ----
 
     def compose(self, recipient: Recipient, cadence: str, subs_slots: list[tuple[Subscription, datetime]],
-                matched: dict) -> Digest | None:
+                matched: dict, scores: dict[int, float] | None = None) -> Digest | None:
         first_sub, slot = subs_slots[0]
         return compose(
             recipient=recipient.address.removeprefix("slack:") if recipient.kind == "slack" else recipient.address,
             cadence=cadence, matched=matched, slot_local=slot.astimezone(ZoneInfo(first_sub.timezone)),
-            max_papers=self.settings.digest_max_papers, paper_url=self.settings.paper_url,
+            max_papers=self.settings.digest_max_papers, paper_url=self.settings.paper_url, scores=scores,
         )
 
     def payloads(self, recipient: Recipient, digest: Digest, digest_key: str) -> list[dict]:
@@ -122,6 +126,9 @@ class DigestBuilder:
             see_all=self.signer.digest_url(recipient.id, digest_key),
         )
         target = parse_recipient(recipient.address, private_webhooks=True)  # checked when it was stored
+        vote = self.signer.vote_url if target.kind == "email" else self.signer.vote_token
+        votes = {p.id: (vote(recipient.id, p.id, "up"), vote(recipient.id, p.id, "down")) for p in digest.papers}
+        links = replace(links, **{"feedback" if target.kind == "email" else "buttons": votes})
         if target.kind == "email":
             key = f"{digest_key}-1"
             return [self.renderer.email(digest, links, self.sender, key=key,
@@ -138,18 +145,37 @@ class DigestBuilder:
             raise ValueError(cadence)
         with self.store.reading() as tx:
             keys = list(self.due_groups(tx, now, cadence, recipient))
+        loaded = self.relevance_loaded(now) if keys else None
         built = []
         for recipient_id, group_cadence in keys:
             try:
-                result = self._build_one(recipient_id, group_cadence, now, recipient, dry_run)
+                result = self._build_one(recipient_id, group_cadence, now, recipient, dry_run, loaded)
             except Conflict:
                 continue  # another process built this digest at the same moment
             if result is not None:
                 built.append(result)
         return built
 
+    def relevance_loaded(self, now: datetime):
+        """The stored features, loaded before a digest's transaction opens, if any reader has likes
+        or votes (else None: digests as before)."""
+        if self.relevance is None:
+            return None
+        with self.store.reading() as tx:
+            if not tx.votes.readers_with_votes():
+                return None
+        return self.relevance.current(self.store, now)
+
+    def _relevant(self, tx: Transaction, recipient_id: int, cadence: str, group, matched: dict, loaded,
+                  now: datetime) -> dict[int, float] | None:
+        """Like-subscriptions' papers added to ``matched``, down votes dropped; the reader's scores."""
+        if loaded is None:
+            return None
+        like_matches(tx, recipient_id, cadence, group, matched, loaded, now)
+        return ranked(tx, recipient_id, matched, loaded, now)
+
     def _build_one(self, recipient_id: int, cadence: str, now: datetime, recipient_filter: str | None,
-                   dry_run: bool) -> BuiltDigest | None:
+                   dry_run: bool, loaded=None) -> BuiltDigest | None:
         with self.store.transaction() as tx:
             # Re-read inside the transaction: the window may have been taken meanwhile. Only this
             # recipient's subscriptions: reading everyone's for every digest made a run quadratic.
@@ -160,7 +186,8 @@ class DigestBuilder:
             subs = [s for s, _ in group]
             recipient = subs[0].recipient
             matched = self.pending(tx, recipient_id, cadence, subs)
-            digest = self.compose(recipient, cadence, group, matched) if matched else None
+            scores = self._relevant(tx, recipient_id, cadence, group, matched, loaded, now)
+            digest = self.compose(recipient, cadence, group, matched, scores) if matched else None
             if not dry_run:
                 for sub, slot in group:
                     if cadence != "instant":
@@ -182,6 +209,7 @@ class DigestBuilder:
 
     def preview(self, recipient: str, now: datetime, cadence: str | None = None) -> tuple[Recipient, Digest, list[dict]] | None:
         """What ``recipient`` would get now (all its pending matches of one cadence), without queuing."""
+        loaded = self.relevance_loaded(now)
         with self.store.reading() as tx:
             groups = self.due_groups(tx, now, cadence, recipient, force=True)
             for wanted in ([cadence] if cadence else ["daily", "weekly", "instant"]):
@@ -190,7 +218,8 @@ class DigestBuilder:
                         continue
                     row = group[0][0].recipient
                     matched = self.pending(tx, recipient_id, group_cadence, [s for s, _ in group])
-                    digest = self.compose(row, group_cadence, group, matched) if matched else None
+                    scores = self._relevant(tx, recipient_id, group_cadence, group, matched, loaded, now)
+                    digest = self.compose(row, group_cadence, group, matched, scores) if matched else None
                     if digest is not None:
                         return row, digest, self.payloads(row, digest, f"preview-{uuid.uuid4().hex[:8]}")
         return None

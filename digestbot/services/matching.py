@@ -127,6 +127,8 @@ class SubscriptionMatcher:
         self._query_of.clear()
 
     def _add(self, subscription_id: int, query: str, since: datetime) -> None:
+        if not query:  # a "more like these" subscription without a query: chosen at digest time
+            return
         subscribers = self._subscribers.get(query)
         if subscribers is None:
             node = self._parsed.get(query)

@@ -11,14 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from digestbot.core.identity import title_key
 from digestbot.core.query_tree import Node
 from digestbot.core.schedule import Schedule, parse_schedule
 from digestbot.core.slash import parse_command
 from digestbot.errors import DigestbotError, NotFound, UsageError
 from digestbot.services import subscriptions
 from digestbot.services.feedback import first_time
+from digestbot.services.relevance import resolve_papers
 from digestbot.services.search import Hit, RecentPapers
-from digestbot.store import Recipient, Store, Subscription
+from digestbot.store import Paper, Recipient, Store, Subscription
 
 ACTIONS = ("pause", "resume", "confirm", "delete", "edit")
 
@@ -111,3 +113,24 @@ def slash_command(store: Store, signature: str, text: str, channel: str, now: da
                                                                                          now))
         except DigestbotError as exc:
             return SlashOutcome(action, error=exc)
+
+
+# ---- "papers like…" on the subscribe page (issue 13) ----
+
+FOUND_TITLES = 10
+
+
+def check_likes(store: Store, likes: tuple[str, ...]) -> None:
+    """:raises UsageError: one of these titles names no stored paper"""
+    if likes:
+        with store.reading() as tx:
+            resolve_papers(tx, list(likes))
+
+
+def papers_titled(store: Store, text: str) -> list[Paper]:
+    """Stored papers whose title holds ``text`` (as a title key: case and punctuation aside), newest first."""
+    key = title_key(text)[:200] if text.strip() else ""
+    if len(key) < 3:
+        return []
+    with store.reading() as tx:
+        return tx.votes.titled(key, FOUND_TITLES)

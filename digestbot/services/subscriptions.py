@@ -19,6 +19,9 @@ from digestbot.core.query import parse_query
 from digestbot.core.recipients import Recipient, parse_recipient, shown
 from digestbot.core.schedule import Schedule, parse_schedule
 from digestbot.errors import DigestbotError, NotFound, UsageError
+from digestbot.services import likes
+from digestbot.services.likes import add_likes, check_like_options, default_top
+from digestbot.services.relevance import resolve_papers
 from digestbot.services.matching import papers_matching, papers_since, store_query_matches
 from digestbot.store import Store, Subscription, Transaction
 
@@ -26,13 +29,15 @@ MAX_NAME = 200
 MAX_BACKFILL_DAYS = 36500  # a century: more than any store holds, and far from datetime's limits
 
 
-def subscription_json(sub: Subscription) -> dict:
-    """The subscription as `subscriptions --json` prints it (a webhook URL shown, not given away)."""
+def subscription_json(sub: Subscription, likes: list[str] | None = None) -> dict:
+    """The subscription as `subscriptions --json` prints it (a webhook URL shown, not given away),
+    with the titles of its examples if it is a "more like these" subscription."""
     return {
         "id": sub.id, "recipient": shown(sub.recipient.address), "query": sub.query, "name": sub.name,
         "cadence": sub.cadence, "at": sub.send_at, "day": sub.weekday, "tz": sub.timezone,
         "active": sub.active, "pending": sub.pending, "created_at": sub.created_at.isoformat(),
         "match_since": sub.match_since.isoformat(),
+        "likes": likes or [], "like_top": sub.like_top, "like_threshold": sub.like_threshold,
     }
 
 
@@ -62,8 +67,10 @@ def _check_name(name: str | None) -> str | None:
 def subscribe(
     store: Store, recipient: str, query: str, *, schedule: Schedule, name: str | None = None,
     backfill_days: int = 0, pending: bool = False, private_webhooks: bool = False, now: datetime,
+    likes: tuple[str, ...] = (), like_top: int | None = None, like_threshold: float | None = None,
 ) -> tuple[Subscription, int]:
     """Create a subscription; with ``backfill_days``, match the papers of those last days now.
+    With ``likes`` (stored titles), a "more like these" subscription (see services.likes).
 
     A ``pending`` subscription (made on the web page) stays inactive until ``confirm``.
     ``private_webhooks`` (DIGESTBOT_ALLOW_PRIVATE_WEBHOOKS) lets a webhook point inside the network.
@@ -72,16 +79,21 @@ def subscribe(
     """
     with store.transaction() as tx:
         return subscribe_in(tx, recipient, query, schedule=schedule, name=name, backfill_days=backfill_days,
-                            pending=pending, private_webhooks=private_webhooks, now=now)
+                            pending=pending, private_webhooks=private_webhooks, now=now, likes=likes,
+                            like_top=like_top, like_threshold=like_threshold)
 
 
 def subscribe_in(
     tx: Transaction, recipient: str, query: str, *, schedule: Schedule, name: str | None = None,
     backfill_days: int = 0, pending: bool = False, private_webhooks: bool = False, now: datetime,
+    likes: tuple[str, ...] = (), like_top: int | None = None, like_threshold: float | None = None,
 ) -> tuple[Subscription, int]:
     """``subscribe``, in the caller's transaction (the web page's subscribe, the Slack command)."""
     target = parse_recipient(recipient, private_webhooks=private_webhooks)
-    node = parse_query(query)
+    if not query.strip() and not likes:
+        raise UsageError("give a QUERY, or --like examples (stored paper titles), or both")
+    node = parse_query(query) if query.strip() else None
+    check_like_options(likes, like_top, like_threshold)
     if not 0 <= backfill_days <= MAX_BACKFILL_DAYS:
         raise UsageError(f"--backfill takes a number of days from 0 to {MAX_BACKFILL_DAYS}, not {backfill_days}")
     sub = tx.subscriptions.add(Subscription(
@@ -90,8 +102,10 @@ def subscribe_in(
         timezone=schedule.tz, active=not pending, pending=pending, created_at=now, updated_at=now,
         match_since=now - timedelta(days=backfill_days),
     ))
+    if likes:
+        add_likes(tx, sub, list(likes), like_top, like_threshold, named=name is not None)
     backfilled = 0
-    if backfill_days:
+    if backfill_days and node is not None:
         matched = papers_matching(node, papers_since(tx, sub.match_since))
         backfilled = store_query_matches(tx, [(sub.query, matched)])
     return sub, backfilled
@@ -133,6 +147,12 @@ def unsubscribe_recipient_in(tx: Transaction, recipient: str, now: datetime) -> 
     return subs
 
 
+def like_titles(store: Store, subs: list[Subscription]) -> dict[int, list[str]]:
+    """The titles of the examples of these subscriptions, by subscription id."""
+    with store.reading() as tx:
+        return likes.like_titles(tx, [s.id for s in subs])
+
+
 def list_subscriptions(store: Store, recipient: str | None = None, include_inactive: bool = False
                        ) -> list[Subscription]:
     with store.reading() as tx:
@@ -157,11 +177,11 @@ class ImportReport:
 
 
 REQUIRED_COLUMNS = ("recipient", "query")
-OPTIONAL_COLUMNS = ("cadence", "at", "day", "tz", "name")
+OPTIONAL_COLUMNS = ("cadence", "at", "day", "tz", "name", "like")  # like: stored titles, |-separated
 
 
-def import_subscriptions(store: Store, text: str, now: datetime, *, private_webhooks: bool = False
-                         ) -> ImportReport:
+def import_subscriptions(store: Store, text: str, now: datetime, *, private_webhooks: bool = False,
+                         like_top_per_week: int | None = None, like_threshold: float | None = None) -> ImportReport:
     """Import CSV rows (``recipient,query`` plus optional ``cadence,at,day,tz,name``).
 
     Bad rows are reported by line number and skipped; good rows are inserted in bulk.
@@ -184,7 +204,7 @@ def import_subscriptions(store: Store, text: str, now: datetime, *, private_webh
     recipients: dict[str, Recipient] = {}
     schedules: dict[tuple, Schedule] = {}
     parsed_queries: set[str] = set()
-    rows: list[tuple[Recipient, dict]] = []
+    rows: list[tuple[Recipient, dict, list[str]]] = []
     for line, record in _records(reader, report):
         try:
             if None in record:
@@ -194,7 +214,11 @@ def import_subscriptions(store: Store, text: str, now: datetime, *, private_webh
             target = recipients.get(written)
             if target is None:
                 target = recipients[written] = parse_recipient(written, private_webhooks=private_webhooks)
-            if raw["query"] not in parsed_queries:
+            like = [t.strip() for t in raw.get("like", "").split("|") if t.strip()]
+            if like:
+                with store.reading() as known_papers:
+                    resolve_papers(known_papers, like)
+            if (raw["query"] or not like) and raw["query"] not in parsed_queries:
                 parse_query(raw["query"])
                 parsed_queries.add(raw["query"])
             key = (raw.get("cadence") or "daily", raw.get("at") or "08:00", raw.get("day") or "mon",
@@ -206,13 +230,13 @@ def import_subscriptions(store: Store, text: str, now: datetime, *, private_webh
                 "query": raw["query"], "name": _check_name(raw.get("name") or None),
                 "cadence": schedule.cadence, "send_at": schedule.at, "weekday": schedule.day,
                 "timezone": schedule.tz,
-            }))
+            }, like))
         except DigestbotError as exc:
             report.errors.append((line, exc.message))
     if not rows:
         return report
 
-    addresses = {target.address: target for target, _ in rows}
+    addresses = {target.address: target for target, _, _ in rows}
     with store.transaction() as tx:
         subscriptions = tx.subscriptions
         known = subscriptions.recipient_ids(list(addresses))
@@ -223,8 +247,15 @@ def import_subscriptions(store: Store, text: str, now: datetime, *, private_webh
         report.imported = subscriptions.add_many([
             {**values, "recipient_id": known[target.address], "active": True, "created_at": now, "updated_at": now,
              "match_since": now}
-            for target, values in rows
+            for target, values, like in rows if not like
         ])
+        for target, values, like in rows:
+            if like:  # one by one: the examples refer to the subscription's id
+                sub = subscriptions.add(Subscription(**values, recipient_id=known[target.address], active=True,
+                                                     created_at=now, updated_at=now, match_since=now))
+                top = None if like_top_per_week is None else default_top(sub.cadence, like_top_per_week)
+                add_likes(tx, sub, like, top, like_threshold, named=values["name"] is not None)
+                report.imported += 1
     return report
 
 

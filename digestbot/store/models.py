@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, MetaData, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import (
+    JSON, DateTime, Float, ForeignKey, Integer, LargeBinary, MetaData, String, Text, TypeDecorator, UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -142,6 +144,10 @@ class Subscription(Base):
     digested_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # --top N: each digest keeps its N most upvoted papers of the window (None: all of them).
     top: Mapped[int | None]
+    # "More like these" (issue 13): papers of the window among the top like_top, or scoring at
+    # least like_threshold, against the examples in subscription_likes. None: not a like-subscription.
+    like_top: Mapped[int | None] = mapped_column(Integer)
+    like_threshold: Mapped[float | None] = mapped_column(Float)
 
     recipient: Mapped[Recipient] = relationship(back_populates="subscriptions")
 
@@ -304,3 +310,57 @@ class FetchState(Base):
     sha256: Mapped[str | None] = mapped_column(String(64))
     checked_at: Mapped[datetime] = mapped_column(UTCDateTime)
     changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+# ---- relevance (issue 13) ----
+
+class SubscriptionLike(Base):
+    """An example paper of a "more like these" subscription."""
+
+    __tablename__ = "subscription_likes"
+
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"), primary_key=True)
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True)
+
+
+class PaperVote(Base):
+    """A reader's vote on a paper: +1 (more like this) or -1 (less like this). Cleared = no row."""
+
+    __tablename__ = "paper_votes"
+
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id", ondelete="CASCADE"), primary_key=True)
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True)
+    vote: Mapped[int] = mapped_column(Integer)
+    voted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RelevanceVocabulary(Base):
+    """A fitted vocabulary (terms and IDF): a generation of the stored features."""
+
+    __tablename__ = "relevance_vocabularies"
+
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    papers: Mapped[int] = mapped_column(Integer)  # how many papers it was fitted on
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RelevanceFeatures(Base):
+    """The vectors of a run of papers (ids up to last_paper_id), in a vocabulary's generation."""
+
+    __tablename__ = "relevance_features"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    generation: Mapped[int] = mapped_column(
+        ForeignKey("relevance_vocabularies.generation", ondelete="CASCADE"), index=True)
+    last_paper_id: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ReaderModel(Base):
+    """A reader's trained weights, and the fingerprint of the votes and likes they came from."""
+
+    __tablename__ = "reader_models"
+
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id", ondelete="CASCADE"), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(32))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    trained_at: Mapped[datetime] = mapped_column(UTCDateTime)

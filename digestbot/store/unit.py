@@ -18,12 +18,14 @@ from sqlalchemy.orm import Session
 from digestbot.store.db import READ_ONLY, database_errors, migrate
 from digestbot.store.events import Events
 from digestbot.store.fetches import Fetches
+from digestbot.store.features import Features
 from digestbot.store.jobs import Jobs
 from digestbot.store.matches import Matches
 from digestbot.store.outbox import Outbox
 from digestbot.store.papers import Papers
 from digestbot.store.secrets import Secrets
 from digestbot.store.subscriptions import Subscriptions
+from digestbot.store.votes import Votes
 
 
 class Store:
@@ -108,3 +110,11 @@ class Transaction:
     @cached_property
     def fetches(self) -> Fetches:
         return Fetches(self.session)
+
+    @cached_property
+    def votes(self) -> Votes:
+        return Votes(self.session)
+
+    @cached_property
+    def features(self) -> Features:
+        return Features(self.session)

@@ -190,7 +190,7 @@ SECURITY_HEADERS = {
 def create_app(parts: Parts) -> Flask:
     """The web application over the parts. It starts no thread: whoever serves it calls
     ``site_of(app).start()``, and ``stop()`` on the way out."""
-    from digestbot.web import pages, sendgrid_events, slack_commands
+    from digestbot.web import pages, sendgrid_events, slack_commands, votes
 
     settings = parts.settings
     if settings.sendgrid_webhook_public_key:
@@ -220,6 +220,7 @@ def create_app(parts: Parts) -> Flask:
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(slack_commands.blueprint)
     app.register_blueprint(sendgrid_events.blueprint)
+    app.register_blueprint(votes.blueprint)
 
     @app.get("/healthz")
     def healthz():

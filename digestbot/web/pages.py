@@ -18,6 +18,7 @@ from digestbot.errors import NotFound, UsageError
 from digestbot.render import sentence
 from digestbot.services import selfservice, subscriptions
 from digestbot.services.digests import digest_papers
+from digestbot.services.likes import default_top
 from digestbot.services.notices import send_manage_link, sign_up
 from digestbot.services.subscriptions import schedule_label
 from digestbot.web.app import Site, client_key, site
@@ -56,7 +57,8 @@ def _schedule(form) -> Schedule:
 def _form_defaults(form=None) -> dict:
     form = form or {}
     return {"email": form.get("email", ""), "query": form.get("query", ""), "cadence": form.get("cadence", "daily"),
-            "at": form.get("at", "08:00"), "day": form.get("day", "mon"), "tz": form.get("tz", "UTC")}
+            "at": form.get("at", "08:00"), "day": form.get("day", "mon"), "tz": form.get("tz", "UTC"),
+            "likes": form.get("likes", "")}
 
 
 def _choices(s: Site) -> dict:
@@ -91,10 +93,16 @@ def subscribe():
             raise UsageError("enter an email address")
     except UsageError as exc:
         errors["email"] = str(exc)
+    likes = tuple(line.strip() for line in form.get("likes", "").splitlines() if line.strip())
     try:
-        parse_query(form.get("query", ""))
+        if form.get("query", "").strip() or not likes:
+            parse_query(form.get("query", ""))
     except UsageError as exc:
         errors["query"] = _query_error(exc)
+    try:
+        selfservice.check_likes(s.store, likes)
+    except UsageError as exc:
+        errors["likes"] = str(exc)
     try:
         schedule = _schedule(form)
     except UsageError as exc:
@@ -103,8 +111,10 @@ def subscribe():
         return s.page("subscribe.html.j2", status=400, form=_form_defaults(form), errors=errors, **_choices(s))
     if not s.client_limiter.allow(client_key()):
         abort(429, description="Too many requests from your network. Wait a few minutes and try again.")
-    if not sign_up(s.store, s.notices, recipient.address, form["query"], schedule,
-                   limit=s.settings.web_address_limit, now=s.clock()):
+    if not sign_up(s.store, s.notices, recipient.address, form.get("query", ""), schedule,
+                   limit=s.settings.web_address_limit, now=s.clock(), likes=likes,
+                   like_top=default_top(schedule.cadence, s.settings.like_top_per_week) if likes else None,
+                   like_threshold=s.settings.like_threshold if likes else None):
         abort(429, description="This address was sent several emails today already. "
                                "Check its inbox (and spam folder) for an earlier confirmation, or try tomorrow.")
     s.sent_something()
@@ -135,6 +145,15 @@ def check_query():
             "most": s.recent_papers.most,
             "papers": [{"id": h.paper.id, "title": h.paper.title, "first_seen": h.paper.first_seen.date().isoformat()}
                        for h in hits[:PREVIEW_SHOWN]]}
+
+
+@blueprint.get("/api/papers")
+def find_papers():
+    """The "papers like…" search box: stored papers whose title contains the words typed."""
+    s = site()
+    if not current_app.extensions["digestbot-preview-limiter"].allow(client_key()):
+        abort(429, description="too many queries from your network: wait a minute")
+    return {"papers": [{"id": p.id, "title": p.title} for p in selfservice.papers_titled(s.store, request.args.get("q", ""))]}
 
 
 # ---- confirm ----
