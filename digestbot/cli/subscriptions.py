@@ -26,15 +26,17 @@ from digestbot.services import subscriptions
 @click.option("--name", default=None, help="A name to show instead of the query.")
 @click.option("--backfill", "backfill_days", default=0, type=click.IntRange(min=0),
               help=f"Also match papers first seen in the last DAYS days (at most {subscriptions.MAX_BACKFILL_DAYS}).")
+@click.option("--top", "top", default=None, type=click.IntRange(min=1, max=subscriptions.MAX_TOP), metavar="N",
+              help="Keep each digest to the N most upvoted papers of its window ('*' --top 10: the week's top 10).")
 @click.option("--json", "as_json", is_flag=True, help="Print the subscription as JSON.")
 @pass_app
 def subscribe(app: App, recipient: str, query: str, cadence: str, at: str, day: str, tz: str, name: str | None,
-              backfill_days: int, as_json: bool) -> None:
+              backfill_days: int, top: int | None, as_json: bool) -> None:
     """Subscribe RECIPIENT (an email, slack:#channel or slack-webhook:URL) to papers matching QUERY."""
     schedule = parse_schedule(cadence, at, day, tz)
     sub, backfilled = subscriptions.subscribe(
         app.parts.store, recipient, query, schedule=schedule, name=name, backfill_days=backfill_days,
-        private_webhooks=app.settings.allow_private_webhooks, now=utcnow(),
+        private_webhooks=app.settings.allow_private_webhooks, now=utcnow(), top=top,
     )
     result = subscriptions.subscription_json(sub) | {"backfilled": backfilled}
     if as_json:

@@ -57,14 +57,14 @@ class Notices:
 
 
 def sign_up(store: Store, notices: Notices, address: str, query: str, schedule: Schedule, *, limit: int,
-            now: datetime) -> bool:
+            now: datetime, top: int | None = None) -> bool:
     """The subscribe form: a pending subscription and its confirmation email, in one transaction.
 
     False, with nothing kept, when the address already got ``limit`` notices today.
     """
     try:
         with store.transaction() as tx:
-            sub, _ = subscriptions.subscribe_in(tx, address, query, schedule=schedule, pending=True, now=now)
+            sub, _ = subscriptions.subscribe_in(tx, address, query, schedule=schedule, pending=True, now=now, top=top)
             if address_over_limit(tx, sub.recipient_id, limit, now):
                 raise _OverLimit  # leaving the block rolls the subscription back
             notices.queue_confirmation(tx, sub.recipient, [sub], now)
