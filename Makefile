@@ -23,11 +23,14 @@ demo: $(STAMP)
 	rm -rf demo && mkdir -p demo
 	@# The demo's own .env asks for the file backends by name: `digestbot run` and `serve` refuse
 	@# to write mail into files unless told to (production mail must never land there silently).
-	printf 'DIGESTBOT_EMAIL_BACKEND=file\nDIGESTBOT_SLACK_BACKEND=file\n' > demo/.env
+	@# It stays offline: `digestbot run` there fetches no source (see the README's "Sources").
+	printf 'DIGESTBOT_EMAIL_BACKEND=file\nDIGESTBOT_SLACK_BACKEND=file\nDIGESTBOT_FETCH_MINUTES=0\n' > demo/.env
 	cd demo && ../$(BIN)/digestbot init
 	cd demo && ../$(BIN)/digestbot import-subscriptions ../examples/subscriptions.csv
 	@# The samples are complete files: no need to wait for them to "settle" after a fresh clone.
 	cd demo && DIGESTBOT_SETTLE_SECONDS=0 ../$(BIN)/digestbot ingest ../examples/dumps
+	@# What `digestbot fetch` writes: a Hugging Face daily-papers answer and an arXiv feed (ids, authors, upvotes).
+	cd demo && DIGESTBOT_SETTLE_SECONDS=0 ../$(BIN)/digestbot ingest ../examples/sources
 	cd demo && ../$(BIN)/digestbot digest --now "$$(../$(BIN)/python -c 'import datetime as d; print((d.datetime.now(d.UTC) + d.timedelta(days=7)).isoformat())')"
 	cd demo && ../$(BIN)/digestbot send
 	cd demo && ../$(BIN)/digestbot status
@@ -63,6 +66,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/match_bench.py
 	$(BIN)/python benchmarks/web_bench.py
 	$(BIN)/python benchmarks/relevance_bench.py
+	$(BIN)/python benchmarks/sources_bench.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .hypothesis

@@ -46,8 +46,8 @@ def sources() -> Iterator[FakeSources]:
         yield fake
 
 
-def settings_for(sources: FakeSources, tmp_path: Path, **extra) -> Settings:
-    return Settings(watch_dir=tmp_path / "watch", hf_api_url=sources.hf_url, arxiv_feed_url=sources.arxiv_url,
+def settings_for(fake: FakeSources, tmp_path: Path, **extra) -> Settings:
+    return Settings(watch_dir=tmp_path / "watch", hf_api_url=fake.hf_url, arxiv_feed_url=fake.arxiv_url,
                     fetch_timeout=5.0, **extra)
 
 
@@ -236,3 +236,42 @@ def test_fetch_command_json_and_exit_code(run, sources, tmp_path) -> None:
     assert human.returncode == 0 and "unchanged" in human.stdout
     bad = run("fetch", "nope", **env)
     assert bad.returncode == 2 and "unknown source" in bad.stderr
+
+
+def test_the_day_before_is_fetched_once_more_after_midnight(store, sources, tmp_path) -> None:
+    settings = settings_for(sources, tmp_path, sources="hf-daily arxiv:cs.CL")
+    sources.daily["2025-12-02"] = HF
+    clock = Clock()
+    with Fetcher(store, settings, sleep=clock.sleep, monotonic=clock.monotonic) as fetcher:
+        evening = datetime(2025, 12, 2, 23, 0, tzinfo=UTC)
+        fetcher.fetch(None, day=None, now=evening)  # 2025-12-02 as today
+        after_midnight = datetime(2025, 12, 3, 0, 30, tzinfo=UTC)
+        late = fetcher.fetch_late(now=after_midnight)
+        assert [(s.source, s.status) for s in late.sources] == [("hf-daily", "unchanged")]  # asked again: 304
+        assert sources.gets("/api/daily_papers")[-1].path.endswith("date=2025-12-02")
+        asked = len(sources.requests)
+        assert fetcher.fetch_late(now=after_midnight.replace(hour=5)).sources == []  # once only
+        assert len(sources.requests) == asked
+
+
+def test_the_run_records_a_failed_fetch_as_a_failed_job(engine, tmp_path) -> None:
+    from digestbot.bootstrap import bootstrap
+    from digestbot.runner import Bot
+    from digestbot.store import JobRun
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = Settings(watch_dir=tmp_path / "w", outbox_dir=tmp_path / "o", email_backend="file",
+                        slack_backend="file", secret_key="k", hf_api_url=f"http://127.0.0.1:{port}/api",
+                        fetch_attempts=1)
+    bot = Bot(bootstrap(settings, engine=engine, clock=lambda: NOW))
+    try:
+        bot.fetch()
+    finally:
+        bot.stop()
+    from sqlalchemy.orm import Session
+
+    with Session(engine) as session:
+        run = session.get(JobRun, "fetch")
+    assert run.last_status == "failed" and "could not connect" in run.last_error and "\n" not in run.last_error

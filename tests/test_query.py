@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from digestbot.core.query import MAX_LENGTH, MAX_TERMS, QueryError, parse_query
-from digestbot.core.query_tree import And, Not, Or, Phrase, Prefix, Run, Term, leaves
+from digestbot.core.query_tree import And, Everything, Not, Or, Phrase, Prefix, Run, Term, leaves
 from digestbot.core.reference import Document, evaluate
 from digestbot.errors import UsageError
 
@@ -207,7 +207,7 @@ def test_exclusion_inside_one_side_of_or_is_fine() -> None:
     assert parse_query("a OR b -c") == Or((Term("a"), And((Term("b"), Not(Term("c"))))))
 
 
-@pytest.mark.parametrize("query, column", [("a*", 1), ("x a*", 3), ("*", 1), ("x title:y*", 9), ("!*", 1)])
+@pytest.mark.parametrize("query, column", [("a*", 1), ("x a*", 3), ("* x", 1), ("x title:y*", 9), ("!*", 1)])
 def test_prefix_too_short(query: str, column: int) -> None:
     error = refusal(query)
     assert "prefix needs at least 2" in error.problem
@@ -487,7 +487,7 @@ def test_evaluate_refuses_what_is_not_a_node() -> None:
 
 # ---- robustness --------------------------------------------------------------------------------------
 
-QUERY_ALPHABET = st.sampled_from(list('ab -*"():ORANDNOTtitle:abstract:é–ﬁ!\t') + ["OR", "AND", "NOT", "title:", "x-y"])
+QUERY_ALPHABET = st.sampled_from(list('ab -*"():ORANDNOTtitle:abstract:é–ﬁ!\t') + ["OR", "AND", "NOT", "title:", "author:", "x-y"])
 
 
 @settings(max_examples=300, deadline=None)
@@ -499,5 +499,39 @@ def test_any_text_parses_or_is_refused_with_a_column_inside_the_query(query: str
         assert error.problem and str(error).startswith("bad query: ")
         assert error.column is None or 1 <= error.column <= len(query) + 1
     else:
-        assert any(positive for _, positive in leaves(node))
-        evaluate(node, Document.of(query, query))  # whatever parses can be evaluated
+        assert node == Everything() or any(positive for _, positive in leaves(node))  # "*" alone: every paper
+        evaluate(node, Document.of(query, query, query))  # whatever parses can be evaluated
+
+
+# ---- every paper (*) and author names (author:) -------------------------------------------------
+
+def test_star_alone_matches_every_paper() -> None:
+    from digestbot.core.query_tree import Everything
+
+    assert parse_query("*") == parse_query("  * ") == Everything()
+    assert finds("*", "anything", "at all") and finds("*", "", "")
+    with pytest.raises(QueryError, match="prefix needs"):
+        parse_query("-*")  # not alone: a prefix too short, as before
+
+
+@pytest.mark.parametrize("query, title, abstract, authors, found", [
+    ("author:hinton", "Deep nets", "We train.", "Geoffrey Hinton ; Yann LeCun", True),
+    ("author:HINTON", "Deep nets", "We train.", "Geoffrey Hinton", True),
+    ('author:"zoe angstrom"', "T", "A", "Zoë Ångström ; Ravi Patel", True),  # accent-blind
+    ('author:"angstrom zoe"', "T", "A", "Zoë Ångström", False),
+    ("author:hinton", "Hinton's method", "Hinton said.", "Ann Lee", False),  # only names
+    ("hinton", "T", "A", "Geoffrey Hinton", False),  # a bare word never looks at names
+    ("author:hint*", "T", "A", "Geoffrey Hinton", True),
+    ("diffusion author:patel", "Diffusion for speech", "A", "Ravi Patel", True),
+    ("diffusion -author:patel", "Diffusion for speech", "A", "Ravi Patel", False),
+    ("author:(lee OR patel)", "T", "A", "Ravi Patel", True),
+])
+def test_author_field(query: str, title: str, abstract: str, authors: str, found: bool) -> None:
+    from digestbot.core.batch import Batch
+    from digestbot.core.matcher import QueryIndex
+
+    node = parse_query(query)
+    assert evaluate(node, Document.of(title, abstract, authors)) is found
+    index = QueryIndex()
+    index.add("q", node)
+    assert (list(index.match(Batch([(title, abstract, authors)], index.vocabulary))) == [("q", 0)]) is found

@@ -70,7 +70,7 @@ CONSOLE = re.findall(r"^\$ digestbot search '(.*)'\nerror: (.*)$", SECTION, re.M
 
 # query -> (a fitting paper, a paper that does not fit), each (title, abstract).
 # The non-fitting paper is a near miss wherever one exists.
-EXAMPLES: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
+EXAMPLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "diffusion transformer": (
         ("Scalable Diffusion Models with Transformers", "We replace the U-Net backbone."),
         ("Diffusion Models Beat GANs on Image Synthesis", "We improve the U-Net backbone."),
@@ -110,6 +110,19 @@ EXAMPLES: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
     "title:(video OR audio) generation": (
         ("AudioLM: a language modeling approach to audio", "Conditional generation of speech."),
         ("Image synthesis with transformers", "Video generation is future work."),
+    ),
+    # (title, abstract, author names): author: looks at the names only.
+    "author:hinton": (
+        ("Deep nets", "We train them.", "Geoffrey Hinton ; Yann LeCun"),
+        ("Hinton's distillation, revisited", "Following Hinton.", "Ann Lee"),
+    ),
+    'author:"zoe angstrom"': (
+        ("A title", "An abstract.", "Zoë Ångström ; Ravi Patel"),
+        ("Zoe and the angstrom", "Zoe measures an angstrom.", "Zoe Smith ; Lars Angstrom"),
+    ),
+    "diffusion -author:hinton": (
+        ("Diffusion models", "Hinton's idea, revisited.", "Ann Lee"),
+        ("Diffusion models", "Denoising.", "Geoffrey Hinton"),
     ),
     '(llm OR "language model") (pruning OR quantiz*) -survey': (
         ("A simple and effective pruning approach for large language models", "Wanda."),

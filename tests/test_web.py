@@ -660,3 +660,18 @@ def test_the_signing_key_is_made_once_and_kept(engine, tmp_path) -> None:
     with store.transaction() as tx:  # another process that made one too late keeps the first
         assert tx.secrets.kept("signing_key", lambda: "made-meanwhile") == first
     assert signing_key(store, settings_for(engine, tmp_path, DIGESTBOT_SECRET_KEY="configured")) == "configured"
+
+
+# ---- the most upvoted: --top on the form (issue 12) ----
+
+def test_the_form_takes_a_top(client, engine) -> None:
+    subscribe_via_form(client, query="*", top="10")
+    [sub] = subs_of(engine, FORM["email"])
+    assert (sub.query, sub.top, sub.pending) == ("*", 10, True)
+
+
+def test_a_bad_top_is_shown_beside_the_form(client, engine) -> None:
+    response = client.post("/", data={"csrf": csrf_of(client), **FORM, "top": "0"})
+    assert response.status_code == 400
+    assert "op must be a number of papers from 1 to 1000" in response.get_data(as_text=True)  # as a sentence
+    assert subs_of(engine, FORM["email"]) == []

@@ -33,11 +33,13 @@ from digestbot.services.likes import default_top
 @click.option("--name", default=None, help="A name to show instead of the query.")
 @click.option("--backfill", "backfill_days", default=0, type=click.IntRange(min=0),
               help=f"Also match papers first seen in the last DAYS days (at most {subscriptions.MAX_BACKFILL_DAYS}).")
+@click.option("--top", "top", default=None, type=click.IntRange(min=1, max=subscriptions.MAX_TOP), metavar="N",
+              help="Keep each digest to the N most upvoted papers of its window ('*' --top 10: the week's top 10).")
 @click.option("--json", "as_json", is_flag=True, help="Print the subscription as JSON.")
 @pass_app
 def subscribe(app: App, recipient: str, query: str, likes: tuple[str, ...], like_top: int | None,
               like_threshold: float | None, cadence: str, at: str, day: str, tz: str, name: str | None,
-              backfill_days: int, as_json: bool) -> None:
+              backfill_days: int, top: int | None, as_json: bool) -> None:
     """Subscribe RECIPIENT (an email, slack:#channel or slack-webhook:URL) to papers matching QUERY,
     or (with --like) to papers like the examples (among those matching QUERY, if given)."""
     schedule = parse_schedule(cadence, at, day, tz)
@@ -46,7 +48,7 @@ def subscribe(app: App, recipient: str, query: str, likes: tuple[str, ...], like
         like_threshold = like_threshold if like_threshold is not None else app.settings.like_threshold
     sub, backfilled = subscriptions.subscribe(
         app.parts.store, recipient, query, schedule=schedule, name=name, backfill_days=backfill_days,
-        private_webhooks=app.settings.allow_private_webhooks, now=utcnow(),
+        private_webhooks=app.settings.allow_private_webhooks, now=utcnow(), top=top,
         likes=likes, like_top=like_top, like_threshold=like_threshold,
     )
     titles = subscriptions.like_titles(app.parts.store, [sub])

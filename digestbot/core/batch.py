@@ -18,17 +18,24 @@ from collections.abc import Sequence
 from itertools import accumulate, chain, compress, count, repeat
 from operator import add, itemgetter
 
-from digestbot.core.query_tree import And, FieldName, Node, Not, Or, Phrase, Prefix, Run, Term
+from digestbot.core.query_tree import And, Everything, FieldName, Node, Not, Or, Phrase, Prefix, Run, Term
 from digestbot.core.text import Field, analyze, join_key, pair_joins_for, phrase_starts_at, stem, word_alternatives
 
-FIELDS = ("title", "abstract")
+FIELDS = ("title", "abstract", "author")
+ANY = ("title", "abstract")  # where a term without a field is looked for: author names only through author:
+
+
+def names_text(authors) -> str:
+    """Author names (a list, a tuple, or None) as the text the author field is analysed from."""
+    return " ; ".join(authors) if authors else ""
 
 
 class Batch:
     """A batch of papers indexed for evaluation: term → bitset of papers, per field."""
 
-    def __init__(self, papers: Sequence[tuple[str, str]], vocabulary: set[str] | frozenset[str] = frozenset()):
-        """``papers`` are (title, abstract); ``vocabulary`` the joined forms worth indexing."""
+    def __init__(self, papers: Sequence[tuple[str, ...]], vocabulary: set[str] | frozenset[str] = frozenset()):
+        """``papers`` are (title, abstract) or (title, abstract, author names as names_text);
+        ``vocabulary`` the joined forms worth indexing."""
         self.size = len(papers)
         self.all = (1 << self.size) - 1
         self._index(papers, pair_joins_for(vocabulary))  # one dict look-up per pair of adjacent words
@@ -37,10 +44,13 @@ class Batch:
         self._joined_bits: dict[tuple[str, str], int] = {}
         self._memo: dict[Node, int] = {}
 
-    def _index(self, papers: Sequence[tuple[str, str]], joins: dict[str, str]) -> None:
+    def _index(self, papers: Sequence[tuple[str, ...]], joins: dict[str, str]) -> None:
         """Analyse the papers and build the postings."""
-        self._fields: list[tuple[Field, Field]] = [(analyze(title, joins), analyze(abstract, joins))
-                                                   for title, abstract in papers]
+        nobody = analyze("")
+        self._fields: list[tuple[Field, Field, Field]] = [
+            (analyze(paper[0], joins), analyze(paper[1], joins),
+             analyze(paper[2], joins) if len(paper) > 2 and paper[2] else nobody)
+            for paper in papers]
         # Per field: word → papers, and joined form (hyphen or pair join) → papers where it spans
         # words. Kept apart because a prefix matches written words only (timeser* must not find
         # "time series" through the join "timesery"). A term is a word or a joined form: every
@@ -69,15 +79,16 @@ class Batch:
         """Every term (word or pair join) of any field of any paper."""
         found = set(self._word_postings["title"])
         for postings in (self._span_postings["title"], self._word_postings["abstract"],
-                         self._span_postings["abstract"]):
+                         self._span_postings["abstract"], self._word_postings["author"],
+                         self._span_postings["author"]):
             found.update(postings)
         return found
 
     def word_set(self) -> set[str]:
-        return set(self._words["title"]).union(self._words["abstract"])
+        return set(self._words["title"]).union(self._words["abstract"], self._words["author"])
 
     def _field_names(self, field: FieldName) -> tuple[str, ...]:
-        return FIELDS if field == "any" else (field,)
+        return ANY if field == "any" else (field,)
 
     def term_bits(self, term: str, field: FieldName = "any") -> int:
         result = 0
@@ -143,6 +154,8 @@ class Batch:
                     break
         elif isinstance(node, Not):
             result = self.all & ~self.bits(node.child)
+        elif isinstance(node, Everything):
+            result = self.all
         else:
             raise TypeError(f"not a query node: {node!r}")
         self._memo[node] = result

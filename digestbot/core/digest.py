@@ -246,3 +246,26 @@ def compose(
         recipient=recipient, cadence=cadence, period=period, subject=subject, preheader=preheader[:140],
         papers=tuple(shown), total=len(ordered), subscriptions=tuple(subscriptions),
     )
+
+
+def keep_top(matched: dict[int, tuple[PaperRef, list[SubscriptionRef]]], tops: dict[int, int]
+             ) -> tuple[dict[int, tuple[PaperRef, list[SubscriptionRef]]], list[int]]:
+    """The matches with each subscription of ``tops`` (id → N) keeping only its N most upvoted
+    papers (then the newest); and the ids of the papers no subscription keeps, which the digest
+    covers without showing: the rest of the window, not sent in a later one."""
+    if not tops:
+        return matched, []
+    keep: dict[int, set[int]] = {}
+    for sub_id, top in tops.items():
+        theirs = [paper for paper, subs in matched.values() if any(s.id == sub_id for s in subs)]
+        theirs.sort(key=lambda p: (-(p.upvotes or 0), -p.first_seen.timestamp(), -p.id))
+        keep[sub_id] = {p.id for p in theirs[:top]}
+    kept: dict[int, tuple[PaperRef, list[SubscriptionRef]]] = {}
+    passed = []
+    for paper_id, (paper, subs) in matched.items():
+        still = [s for s in subs if s.id not in keep or paper_id in keep[s.id]]
+        if still:
+            kept[paper_id] = (paper, still)
+        else:
+            passed.append(paper_id)
+    return kept, passed

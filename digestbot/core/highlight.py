@@ -43,8 +43,8 @@ class Highlighter:
         prefixes: list[str] = []
         for node in nodes:
             for leaf, positive in leaves(node):
-                if not positive:
-                    continue
+                if not positive or getattr(leaf, "field", "any") == "author":
+                    continue  # an author: term marks no word of the title or abstract
                 if isinstance(leaf, Term):
                     terms.add(leaf.key)
                 elif isinstance(leaf, Prefix):

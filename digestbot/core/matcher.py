@@ -20,10 +20,11 @@ from collections.abc import Hashable, Iterator
 from itertools import chain, repeat
 
 from digestbot.core.batch import Batch
-from digestbot.core.query_tree import And, Node, Not, Or, Phrase, Prefix, Run, Term
+from digestbot.core.query_tree import And, Everything, Node, Not, Or, Phrase, Prefix, Run, Term
 from digestbot.core.text import join_key, stem, word_alternatives
 
-Anchor = tuple[str, str]  # ("term", stemmed term) or ("prefix", folded prefix)
+Anchor = tuple[str, str]  # ("term", stemmed term) or ("prefix", folded prefix), or EVERY_PAPER
+EVERY_PAPER: Anchor = ("every", "")  # the anchor of ``*``: a candidate for every batch
 
 def vocabulary(node: Node) -> set[str]:
     """Every term evaluating ``node`` may look up, joined forms included."""
@@ -43,6 +44,8 @@ def anchors(node: Node) -> set[Anchor] | None:
     """A set of which every matching paper contains at least one, or None (an exclusion)."""
     if isinstance(node, Term):
         return {("term", node.key)}
+    if isinstance(node, Everything):
+        return {EVERY_PAPER}
     if isinstance(node, Prefix):
         return {("prefix", node.prefix)}
     if isinstance(node, (Phrase, Run)):
@@ -77,6 +80,7 @@ class QueryIndex:
         self._owned: dict[Hashable, int] = {}
         self._by_term: dict[str, set[int]] = {}
         self._by_prefix: dict[str, set[int]] = {}
+        self._every: set[int] = set()  # queries anchored on EVERY_PAPER (``*``)
         self._prefix_lengths: Counter[int] = Counter()
         self._vocabulary: Counter[str] = Counter()
         self._next_id = 0
@@ -106,6 +110,9 @@ class QueryIndex:
             self._query_id[node], self._nodes[qid], self._anchors[qid] = qid, node, found
             self._owners[qid] = set()
             for kind, value in found:
+                if kind == EVERY_PAPER[0]:
+                    self._every.add(qid)
+                    continue
                 index = self._by_term if kind == "term" else self._by_prefix
                 anchored = index.get(value)
                 if anchored is None:
@@ -129,6 +136,9 @@ class QueryIndex:
         node = self._nodes.pop(qid)
         del self._query_id[node], self._owners[qid]
         for kind, value in self._anchors.pop(qid):
+            if kind == EVERY_PAPER[0]:
+                self._every.discard(qid)
+                continue
             index = self._by_term if kind == "term" else self._by_prefix
             index[value].discard(qid)
             if not index[value]:
@@ -142,7 +152,7 @@ class QueryIndex:
 
     def candidates(self, batch: Batch) -> set[int]:
         """Distinct queries anchored on something the batch contains."""
-        found: set[int] = set()
+        found: set[int] = set(self._every) if batch.size else set()
         by_term, by_prefix = self._by_term, self._by_prefix
         for term in by_term.keys() & batch.term_set():  # an intersection in C, not a loop
             found |= by_term[term]

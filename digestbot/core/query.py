@@ -6,7 +6,9 @@
     -survey   NOT survey           without
     quantiz*                       any word starting with quantiz
     title:word  title:"a phrase"  title:(a OR b)   abstract:...   a field
+    author:hinton  author:"zoe angstrom"           author names (only through author:)
     (a OR b) c                     parentheses group
+    *                              alone: every paper (with --top N, the N most upvoted)
 
 Words are case-insensitive, accent-folded and singular (see digestbot.core.text).
 Anything a user types is data: there are no regular expressions, and limits on length and
@@ -23,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from digestbot.core.printable import unprintable
-from digestbot.core.query_tree import And, FieldName, Node, Not, Or, Phrase, Prefix, Run, Term
+from digestbot.core.query_tree import And, Everything, FieldName, Node, Not, Or, Phrase, Prefix, Run, Term
 from digestbot.core.text import raw_words, stem
 from digestbot.errors import UsageError
 
@@ -31,7 +33,7 @@ MAX_LENGTH = 500
 MAX_TERMS = 50
 MIN_PREFIX = 2
 
-FIELDS: tuple[str, ...] = ("title", "abstract")
+FIELDS: tuple[str, ...] = ("title", "abstract", "author")
 
 
 class QueryError(UsageError):
@@ -343,6 +345,8 @@ def _parse(query: str, one_line: bool = True) -> Node:
         raise QueryError(f"longer than {MAX_LENGTH} characters", MAX_LENGTH + 1)
     if not query.strip():
         raise QueryError("the query is empty", 1)
+    if query.strip() == "*":
+        return Everything()  # alone: every paper
     if one_line:
         # Surrounding whitespace is stripped before a query is stored: only what is kept counts.
         kept = query.strip()

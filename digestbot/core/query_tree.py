@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, Union
 
-FieldName = Literal["any", "title", "abstract"]
+FieldName = Literal["any", "title", "abstract", "author"]  # "any": title or abstract
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +56,12 @@ class Not:
     child: Node
 
 
-Node = Union[Term, Prefix, Phrase, Run, And, Or, Not]
+@dataclass(frozen=True, slots=True)
+class Everything:
+    """The query ``*`` alone: every paper (with --top, the most upvoted of a window)."""
+
+
+Node = Union[Term, Prefix, Phrase, Run, And, Or, Not, Everything]
 Leaf = Union[Term, Prefix, Phrase, Run]
 
 
@@ -67,5 +72,7 @@ def leaves(node: Node, positive: bool = True) -> Iterator[tuple[Leaf, bool]]:
             yield from leaves(child, positive)
     elif isinstance(node, Not):
         yield from leaves(node.child, not positive)
+    elif isinstance(node, Everything):
+        return  # no word of its own
     else:
         yield node, positive

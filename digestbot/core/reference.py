@@ -7,9 +7,9 @@ the tests and the matching benchmark hold it equal to ``evaluate``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from digestbot.core.query_tree import And, FieldName, Node, Not, Or, Phrase, Prefix, Run, Term
+from digestbot.core.query_tree import And, Everything, FieldName, Node, Not, Or, Phrase, Prefix, Run, Term
 from digestbot.core.text import Field, analyze, join_key, phrase_in, stem
 
 
@@ -19,16 +19,19 @@ class Document:
 
     title: Field
     abstract: Field
+    author: Field = field(default_factory=lambda: analyze(""))  # the names, one text (batch.names_text)
 
     @classmethod
-    def of(cls, title: str, abstract: str) -> Document:
-        return cls(analyze(title), analyze(abstract))
+    def of(cls, title: str, abstract: str, authors: str = "") -> Document:
+        return cls(analyze(title), analyze(abstract), analyze(authors))
 
     def fields(self, name: FieldName) -> tuple[Field, ...]:
         if name == "title":
             return (self.title,)
         if name == "abstract":
             return (self.abstract,)
+        if name == "author":
+            return (self.author,)
         return (self.title, self.abstract)
 
 
@@ -62,4 +65,6 @@ def evaluate(node: Node, doc: Document) -> bool:
         return any(evaluate(child, doc) for child in node.children)
     if isinstance(node, Not):
         return not evaluate(node.child, doc)
+    if isinstance(node, Everything):
+        return True
     raise TypeError(f"not a query node: {node!r}")

@@ -12,7 +12,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from digestbot.clock import Clock, utcnow
-from digestbot.core.digest import Digest, PaperRef, SubscriptionRef, compose
+from digestbot.core.digest import Digest, PaperRef, SubscriptionRef, compose, keep_top
 from digestbot.core.query import parse_stored_query
 from digestbot.core.recipients import parse_recipient
 from digestbot.core.schedule import CADENCES, Schedule, latest_slot
@@ -23,6 +23,11 @@ from digestbot.services.relevance import RelevanceIndex
 from digestbot.settings import Settings
 from digestbot.errors import Conflict
 from digestbot.store import NewMessage, Paper, Recipient, Store, Subscription, Transaction
+
+
+def _tops(subs: list[Subscription]) -> dict[int, int]:
+    """--top N of these subscriptions, by id (those with one)."""
+    return {s.id: s.top for s in subs if s.top}
 
 
 # Queries are parsed for every digest of a run, and popular ones are shared by many readers.
@@ -185,7 +190,7 @@ class DigestBuilder:
                 return None
             subs = [s for s, _ in group]
             recipient = subs[0].recipient
-            matched = self.pending(tx, recipient_id, cadence, subs)
+            matched, passed = keep_top(self.pending(tx, recipient_id, cadence, subs), _tops(subs))
             scores = self._relevant(tx, recipient_id, cadence, group, matched, loaded, now)
             digest = self.compose(recipient, cadence, group, matched, scores) if matched else None
             if not dry_run:
@@ -199,7 +204,7 @@ class DigestBuilder:
             result = BuiltDigest(recipient.address, cadence, digest.subject, digest.total, len(payloads), digest_key)
             if dry_run:  # nothing was changed: the commit on leaving is empty
                 return result
-            tx.outbox.record_digest(recipient_id, cadence, matched, digest_key, now)
+            tx.outbox.record_digest(recipient_id, cadence, [*matched, *passed], digest_key, now)
             tx.outbox.queue(
                 [NewMessage(recipient_id, recipient.kind, cadence, digest_key, digest.subject, payload, part)
                  for part, payload in enumerate(payloads, start=1)],
@@ -217,7 +222,8 @@ class DigestBuilder:
                     if group_cadence != wanted:
                         continue
                     row = group[0][0].recipient
-                    matched = self.pending(tx, recipient_id, group_cadence, [s for s, _ in group])
+                    subs = [s for s, _ in group]
+                    matched, _ = keep_top(self.pending(tx, recipient_id, group_cadence, subs), _tops(subs))
                     scores = self._relevant(tx, recipient_id, group_cadence, group, matched, loaded, now)
                     digest = self.compose(row, group_cadence, group, matched, scores) if matched else None
                     if digest is not None:

@@ -298,7 +298,8 @@ class _FileIngest:
         self.new_ids += new_ids
 
         if self.matcher is not None and new_ids:
-            found = [NewPaper(pid, c.entry.title, c.entry.abstract, now) for pid, c in zip(new_ids, changes.new)]
+            found = [NewPaper(pid, c.entry.title, c.entry.abstract, now, c.entry.authors)
+                     for pid, c in zip(new_ids, changes.new)]
             self.matches += self.matcher.match_and_store(self.tx, found)
 
     def finish(self, reader: SourceReader) -> FileResult:

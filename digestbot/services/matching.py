@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from digestbot.core.batch import Batch, to_bits
+from digestbot.core.batch import Batch, names_text, to_bits
 from digestbot.core.matcher import QueryIndex, vocabulary
 from digestbot.core.query import parse_stored_query
 from digestbot.core.query_tree import Node
@@ -36,6 +36,7 @@ class NewPaper:
     title: str
     abstract: str
     first_seen: datetime
+    authors: Sequence[str] | None = None  # names, for author: queries
 
 
 class BatchMatches:
@@ -151,7 +152,7 @@ class SubscriptionMatcher:
 
     def batch(self, papers: Sequence[NewPaper]) -> Batch:
         """The papers analysed and indexed for matching."""
-        return Batch([(p.title, p.abstract) for p in papers], self.index.vocabulary)
+        return Batch([(p.title, p.abstract, names_text(p.authors)) for p in papers], self.index.vocabulary)
 
     def match(self, papers: Sequence[NewPaper], batch: Batch | None = None) -> BatchMatches:
         """Every match of these papers (``batch``: their ``self.batch``, if made already): per query
@@ -229,7 +230,7 @@ def papers_matching(node: Node, papers: Sequence[NewPaper]) -> list[int]:
     """The ids of the papers ``node`` matches."""
     if not papers:
         return []
-    batch = Batch([(p.title, p.abstract) for p in papers], vocabulary(node))
+    batch = Batch([(p.title, p.abstract, names_text(p.authors)) for p in papers], vocabulary(node))
     return [papers[position].id for position in batch.positions(batch.bits(node))]
 
 

@@ -57,7 +57,7 @@ class Notices:
 
 
 def sign_up(store: Store, notices: Notices, address: str, query: str, schedule: Schedule, *, limit: int,
-            now: datetime, likes: tuple[str, ...] = (), like_top: int | None = None,
+            now: datetime, top: int | None = None, likes: tuple[str, ...] = (), like_top: int | None = None,
             like_threshold: float | None = None) -> bool:
     """The subscribe form: a pending subscription and its confirmation email, in one transaction.
 
@@ -65,7 +65,7 @@ def sign_up(store: Store, notices: Notices, address: str, query: str, schedule: 
     """
     try:
         with store.transaction() as tx:
-            sub, _ = subscriptions.subscribe_in(tx, address, query, schedule=schedule, pending=True, now=now,
+            sub, _ = subscriptions.subscribe_in(tx, address, query, schedule=schedule, pending=True, now=now, top=top,
                                                 likes=likes, like_top=like_top, like_threshold=like_threshold)
             if address_over_limit(tx, sub.recipient_id, limit, now):
                 raise _OverLimit  # leaving the block rolls the subscription back

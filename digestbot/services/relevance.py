@@ -18,6 +18,7 @@ import numpy as np
 
 from digestbot.core import relevance as rel
 from digestbot.core.identity import title_key
+from digestbot.core.sources import arxiv_id
 from digestbot.core.recipients import parse_recipient
 from digestbot.errors import Conflict, UsageError
 from digestbot.services.status import paper_json
@@ -29,16 +30,21 @@ CHUNK_PAPERS = 5000  # papers per stored chunk of vectors
 
 
 def resolve_paper(tx: Transaction, text: str) -> Paper:
-    """The stored paper a PAPER argument names: by title (its title key).
+    """The stored paper a PAPER argument names: by arXiv id (``2412.01234``, with or without its
+    version, or an abs URL) where one is known, else by title (its title key).
 
-    :raises UsageError: no stored paper has this title (exit 2)
+    :raises UsageError: no stored paper has this id or title (exit 2)
     """
     text = text.strip()
     if not text:
-        raise UsageError("an empty paper title: give a stored paper's title")
-    known = tx.papers.known_by_keys([title_key(text)])
+        raise UsageError("an empty paper title: give a stored paper's arXiv id or title")
+    paper_id = arxiv_id(text)
+    known = tx.papers.known_by_arxiv_ids([paper_id]) if paper_id else {}
     if not known:
-        raise UsageError(f"no stored paper titled {text[:200]!r}", hint="see 'digestbot search' or 'digestbot papers'")
+        known = tx.papers.known_by_keys([title_key(text)])
+    if not known:
+        what = f"with arXiv id {paper_id}" if paper_id else f"titled {text[:200]!r}"
+        raise UsageError(f"no stored paper {what}", hint="see 'digestbot search' or 'digestbot papers'")
     return tx.papers.get(next(iter(known.values())).id)
 
 

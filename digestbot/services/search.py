@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from digestbot.core.batch import Batch
+from digestbot.core.batch import Batch, names_text
 from digestbot.core.matcher import vocabulary
 from digestbot.core.query_tree import Node, Run, Term, leaves
 from digestbot.core.reference import Document, evaluate
@@ -37,7 +37,7 @@ def search(store: Store, node: Node, limit: int) -> list[Hit]:
     with store.reading() as tx:
         while papers := tx.papers.after(last_id, CHUNK):
             last_id = papers[-1].id
-            batch = Batch([(p.title, p.abstract) for p in papers], terms)
+            batch = Batch([(p.title, p.abstract, names_text(p.authors)) for p in papers], terms)
             matched = batch.bits(node)
             if not matched:
                 continue
@@ -85,7 +85,8 @@ class RecentPapers:
                 if key != self._key:
                     # Kept beyond this transaction, read-only (its session lets them go when it closes).
                     rows = tx.papers.newest_since(since, self.most)
-                    self._papers = [(paper, Document.of(paper.title, paper.abstract)) for paper in rows]
+                    self._papers = [(paper, Document.of(paper.title, paper.abstract, names_text(paper.authors)))
+                                    for paper in rows]
                     self._key = key
                 return self._papers
 

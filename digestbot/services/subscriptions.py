@@ -27,6 +27,20 @@ from digestbot.store import Store, Subscription, Transaction
 
 MAX_NAME = 200
 MAX_BACKFILL_DAYS = 36500  # a century: more than any store holds, and far from datetime's limits
+MAX_TOP = 1000  # --top N: more would be all the papers of any window
+
+
+def check_top(value: int | str | None) -> int | None:
+    """A --top N (a number from 1 to MAX_TOP, or None/empty for every paper); UsageError otherwise."""
+    if value is None or value == "":
+        return None
+    try:
+        top = int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"top must be a number of papers from 1 to {MAX_TOP}, not {value!r}") from None
+    if not 1 <= top <= MAX_TOP:
+        raise UsageError(f"top must be a number of papers from 1 to {MAX_TOP}, not {top}")
+    return top
 
 
 def subscription_json(sub: Subscription, likes: list[str] | None = None) -> dict:
@@ -36,7 +50,7 @@ def subscription_json(sub: Subscription, likes: list[str] | None = None) -> dict
         "id": sub.id, "recipient": shown(sub.recipient.address), "query": sub.query, "name": sub.name,
         "cadence": sub.cadence, "at": sub.send_at, "day": sub.weekday, "tz": sub.timezone,
         "active": sub.active, "pending": sub.pending, "created_at": sub.created_at.isoformat(),
-        "match_since": sub.match_since.isoformat(),
+        "match_since": sub.match_since.isoformat(), "top": sub.top,
         "likes": likes or [], "like_top": sub.like_top, "like_threshold": sub.like_threshold,
     }
 
@@ -67,9 +81,11 @@ def _check_name(name: str | None) -> str | None:
 def subscribe(
     store: Store, recipient: str, query: str, *, schedule: Schedule, name: str | None = None,
     backfill_days: int = 0, pending: bool = False, private_webhooks: bool = False, now: datetime,
+    top: int | None = None,
     likes: tuple[str, ...] = (), like_top: int | None = None, like_threshold: float | None = None,
 ) -> tuple[Subscription, int]:
     """Create a subscription; with ``backfill_days``, match the papers of those last days now.
+    ``top``: each digest keeps the subscription's ``top`` most upvoted papers of its window.
     With ``likes`` (stored titles), a "more like these" subscription (see services.likes).
 
     A ``pending`` subscription (made on the web page) stays inactive until ``confirm``.
@@ -79,13 +95,14 @@ def subscribe(
     """
     with store.transaction() as tx:
         return subscribe_in(tx, recipient, query, schedule=schedule, name=name, backfill_days=backfill_days,
-                            pending=pending, private_webhooks=private_webhooks, now=now, likes=likes,
+                            pending=pending, private_webhooks=private_webhooks, now=now, top=top, likes=likes,
                             like_top=like_top, like_threshold=like_threshold)
 
 
 def subscribe_in(
     tx: Transaction, recipient: str, query: str, *, schedule: Schedule, name: str | None = None,
     backfill_days: int = 0, pending: bool = False, private_webhooks: bool = False, now: datetime,
+    top: int | None = None,
     likes: tuple[str, ...] = (), like_top: int | None = None, like_threshold: float | None = None,
 ) -> tuple[Subscription, int]:
     """``subscribe``, in the caller's transaction (the web page's subscribe, the Slack command)."""
@@ -100,7 +117,7 @@ def subscribe_in(
         recipient=tx.subscriptions.recipient_for(target.address, target.kind, now), query=query.strip(),
         name=_check_name(name), cadence=schedule.cadence, send_at=schedule.at, weekday=schedule.day,
         timezone=schedule.tz, active=not pending, pending=pending, created_at=now, updated_at=now,
-        match_since=now - timedelta(days=backfill_days),
+        match_since=now - timedelta(days=backfill_days), top=check_top(top),
     ))
     if likes:
         add_likes(tx, sub, list(likes), like_top, like_threshold, named=name is not None)
@@ -177,12 +194,12 @@ class ImportReport:
 
 
 REQUIRED_COLUMNS = ("recipient", "query")
-OPTIONAL_COLUMNS = ("cadence", "at", "day", "tz", "name", "like")  # like: stored titles, |-separated
+OPTIONAL_COLUMNS = ("cadence", "at", "day", "tz", "name", "top", "like")  # like: stored titles, |-separated
 
 
 def import_subscriptions(store: Store, text: str, now: datetime, *, private_webhooks: bool = False,
                          like_top_per_week: int | None = None, like_threshold: float | None = None) -> ImportReport:
-    """Import CSV rows (``recipient,query`` plus optional ``cadence,at,day,tz,name``).
+    """Import CSV rows (``recipient,query`` plus optional ``cadence,at,day,tz,name,top,like``).
 
     Bad rows are reported by line number and skipped; good rows are inserted in bulk.
     ``private_webhooks`` as for ``subscribe``.
@@ -229,7 +246,7 @@ def import_subscriptions(store: Store, text: str, now: datetime, *, private_webh
             rows.append((target, {
                 "query": raw["query"], "name": _check_name(raw.get("name") or None),
                 "cadence": schedule.cadence, "send_at": schedule.at, "weekday": schedule.day,
-                "timezone": schedule.tz,
+                "timezone": schedule.tz, "top": check_top(raw.get("top") or None),
             }, like))
         except DigestbotError as exc:
             report.errors.append((line, exc.message))

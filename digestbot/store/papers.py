@@ -38,6 +38,7 @@ class PaperText(NamedTuple):
     title: str
     abstract: str
     first_seen: datetime
+    authors: list[str] | None
 
 
 _KNOWN_COLUMNS = (  # those of StoredPaper
@@ -186,7 +187,7 @@ class Papers(Repository):
     def since(self, when: datetime) -> list[PaperText]:
         """The papers first seen at or after ``when``, as matching reads them."""
         rows = self.session.execute(
-            select(Paper.id, Paper.title, Paper.abstract, Paper.first_seen).where(Paper.first_seen >= when))
+            select(Paper.id, Paper.title, Paper.abstract, Paper.first_seen, Paper.authors).where(Paper.first_seen >= when))
         return list(map(PaperText._make, rows))
 
     def newest_since(self, when: datetime, limit: int) -> list[Paper]:

@@ -58,7 +58,7 @@ def _form_defaults(form=None) -> dict:
     form = form or {}
     return {"email": form.get("email", ""), "query": form.get("query", ""), "cadence": form.get("cadence", "daily"),
             "at": form.get("at", "08:00"), "day": form.get("day", "mon"), "tz": form.get("tz", "UTC"),
-            "likes": form.get("likes", "")}
+            "likes": form.get("likes", ""), "top": form.get("top", "")}
 
 
 def _choices(s: Site) -> dict:
@@ -107,12 +107,16 @@ def subscribe():
         schedule = _schedule(form)
     except UsageError as exc:
         errors["schedule"] = str(exc)
+    try:
+        top = subscriptions.check_top(form.get("top", "").strip())
+    except UsageError as exc:
+        errors["top"] = str(exc)
     if errors:
         return s.page("subscribe.html.j2", status=400, form=_form_defaults(form), errors=errors, **_choices(s))
     if not s.client_limiter.allow(client_key()):
         abort(429, description="Too many requests from your network. Wait a few minutes and try again.")
     if not sign_up(s.store, s.notices, recipient.address, form.get("query", ""), schedule,
-                   limit=s.settings.web_address_limit, now=s.clock(), likes=likes,
+                   limit=s.settings.web_address_limit, now=s.clock(), top=top, likes=likes,
                    like_top=default_top(schedule.cadence, s.settings.like_top_per_week) if likes else None,
                    like_threshold=s.settings.like_threshold if likes else None):
         abort(429, description="This address was sent several emails today already. "
