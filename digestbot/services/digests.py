@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -21,6 +22,16 @@ from digestbot.render import Links, Renderer, Sender, mail_domain
 from digestbot.settings import Settings
 from digestbot.errors import Conflict
 from digestbot.store import NewMessage, Paper, Recipient, Store, Subscription, Transaction
+
+
+PAGE = 500  # due subscriptions a transaction: memory stays bounded, commits stay few
+
+
+def _slot(sub: Subscription, now: datetime) -> datetime:
+    """The digest window a due subscription's digest closes: the latest slot, or now if instant."""
+    if sub.cadence == "instant":
+        return now
+    return latest_slot(Schedule(sub.cadence, sub.send_at, sub.weekday, sub.timezone), now)
 
 
 # Queries are parsed for every digest of a run, and popular ones are shared by many readers.
@@ -81,14 +92,9 @@ class DigestBuilder:
         address = parse_recipient(recipient, private_webhooks=True).address if recipient is not None else None
         groups: dict[tuple[int, str], list[tuple[Subscription, datetime]]] = defaultdict(list)
         for sub in tx.subscriptions.digest_subscriptions(cadence=cadence, address=address, recipient_id=recipient_id):
-            if sub.cadence == "instant":
-                slot = now
-            else:
-                slot = latest_slot(Schedule(sub.cadence, sub.send_at, sub.weekday, sub.timezone), now)
-                covered = sub.digested_until or sub.created_at
-                if slot <= covered and not force:
-                    continue
-            groups[(sub.recipient_id, sub.cadence)].append((sub, slot))
+            if not force and (sub.next_due_at is None or sub.next_due_at > now):
+                continue
+            groups[(sub.recipient_id, sub.cadence)].append((sub, _slot(sub, now)))
         return groups
 
     def pending(self, tx: Transaction, recipient_id: int, cadence: str, subs: list[Subscription]
@@ -132,20 +138,124 @@ class DigestBuilder:
 
     def build_due(self, now: datetime, cadence: str | None = None, recipient: str | None = None,
                   dry_run: bool = False) -> list[BuiltDigest]:
-        """Queue every digest due at ``now``. Each digest is its own transaction."""
+        """Queue every digest due at ``now``."""
+        return list(self.build_due_pages(now, cadence, recipient, dry_run))
+
+    def count_due(self, now: datetime, cadence: str | None = None) -> int:
+        """Subscriptions due at ``now`` (what a pass goes through; for a progress bar)."""
+        with self.store.reading() as tx:
+            return tx.subscriptions.count_due(now, cadence)
+
+    def build_due_pages(self, now: datetime, cadence: str | None = None, recipient: str | None = None,
+                        dry_run: bool = False, progress: Callable[[int], None] | None = None
+                        ) -> Iterator[BuiltDigest]:
+        """The digests due at ``now``, queued a page of subscriptions at a time (each page one
+        transaction), yielded as they are built. Only the due subscriptions are read (by
+        ``next_due_at``), a page at a time: memory stays bounded however many there are.
+        ``progress`` is called with the number of due subscriptions each page went through."""
         if cadence is not None and cadence not in CADENCES:
             raise ValueError(cadence)
-        with self.store.reading() as tx:
-            keys = list(self.due_groups(tx, now, cadence, recipient))
-        built = []
-        for recipient_id, group_cadence in keys:
+        if recipient is not None:  # one recipient's: few rows, one digest a transaction
+            with self.store.reading() as tx:
+                keys = list(self.due_groups(tx, now, cadence, recipient))
+            for recipient_id, group_cadence in keys:
+                result = self._build_one_safely(recipient_id, group_cadence, now, recipient, dry_run)
+                if result is not None:
+                    yield result
+            return
+        after: tuple[datetime, int] | None = None
+        done: set[tuple[int, str]] = set()  # only a dry run needs it: a real one moves what it built out of reach
+        while True:
+            groups: dict = {}
             try:
-                result = self._build_one(recipient_id, group_cadence, now, recipient, dry_run)
-            except Conflict:
-                continue  # another process built this digest at the same moment
-            if result is not None:
-                built.append(result)
+                with self.store.transaction() as tx:
+                    page = tx.subscriptions.due_page(now, cadence=cadence, after=after, limit=PAGE)
+                    if not page:
+                        return
+                    after = (page[-1].next_due_at, page[-1].id)
+                    groups = self._complete_groups(tx, page, now, cadence, done)
+                    built = self._build_page(tx, groups, now, dry_run)
+            except Conflict:  # another process built one of these meanwhile (all rolled back): one by one
+                built = None
+            if built is None:
+                built = [r for key in groups if (r := self._build_one_safely(*key, now, None, dry_run)) is not None]
+            if dry_run:
+                done.update(groups)
+            if progress is not None:
+                progress(len(page))
+            yield from built
+
+    def _complete_groups(self, tx: Transaction, page: list[Subscription], now: datetime, cadence: str | None,
+                         done: set[tuple[int, str]]) -> dict[tuple[int, str], list[tuple[Subscription, datetime]]]:
+        """(recipient id, cadence) → [(subscription, slot)] for the page's recipients: with their
+        due subscriptions beyond the page, so that each digest is built whole, once."""
+        recipients = sorted({sub.recipient_id for sub in page})
+        groups: dict[tuple[int, str], list[tuple[Subscription, datetime]]] = defaultdict(list)
+        for sub in tx.subscriptions.due_of_recipients(recipients, now, cadence):
+            key = (sub.recipient_id, sub.cadence)
+            if key not in done:
+                groups[key].append((sub, _slot(sub, now)))
+        return groups
+
+    def _build_page(self, tx: Transaction, groups: dict, now: datetime, dry_run: bool) -> list[BuiltDigest]:
+        """Build these digests in the caller's transaction: one read of their pending papers, one
+        write of their items and one of their messages.
+
+        :raises Conflict: another process recorded one of these digests first
+        """
+        pending = self._pending_of_groups(tx, groups)
+        built, items, messages = [], [], []
+        for (recipient_id, cadence), group in groups.items():
+            matched = pending.get((recipient_id, cadence), {})
+            self._advance(group, cadence, dry_run)
+            if not matched:
+                continue
+            recipient = group[0][0].recipient
+            digest = self.compose(recipient, cadence, group, matched)
+            if digest is None:
+                continue
+            digest_key = f"d{recipient_id}-{cadence[0]}-{uuid.uuid4().hex[:12]}"
+            payloads = self.payloads(recipient, digest, digest_key)
+            built.append(BuiltDigest(recipient.address, cadence, digest.subject, digest.total, len(payloads),
+                                     digest_key))
+            items.append((recipient_id, cadence, matched, digest_key))
+            messages += [NewMessage(recipient_id, recipient.kind, cadence, digest_key, digest.subject, payload, part)
+                         for part, payload in enumerate(payloads, start=1)]
+        if not dry_run:
+            tx.outbox.record_digests(items, now)
+            tx.outbox.queue(messages, now=now, due=min(now, self.clock()))
         return built
+
+    def _pending_of_groups(self, tx: Transaction, groups: dict) -> dict[tuple[int, str], dict]:
+        """(recipient id, cadence) → the papers pending for that group, as ``pending`` gives them."""
+        refs = {s.id: SubscriptionRef(s.id, s.name or s.query, _parsed_query(s.query))
+                for group in groups.values() for s, _ in group}
+        key_of = {s.id: key for key, group in groups.items() for s, _ in group}
+        found: dict[tuple[int, str], dict[int, tuple[PaperRef, list[SubscriptionRef]]]] = defaultdict(dict)
+        for sub_id, *paper in tx.outbox.undigested_of(list(refs)):
+            group = found[key_of[sub_id]]
+            if paper[0] not in group:
+                group[paper[0]] = (PaperRef(*paper), [])
+            group[paper[0]][1].append(refs[sub_id])
+        return found
+
+    @staticmethod
+    def _advance(group: list[tuple[Subscription, datetime]], cadence: str, dry_run: bool) -> None:
+        """The group's window is taken: its next due time moves on (the store works it out)."""
+        if dry_run:
+            return
+        for sub, slot in group:
+            if cadence == "instant":
+                sub.next_due_at = None  # until its query matches again (or it changes)
+            else:
+                sub.digested_until = slot
+
+    def _build_one_safely(self, recipient_id: int, cadence: str, now: datetime, recipient_filter: str | None,
+                          dry_run: bool) -> BuiltDigest | None:
+        try:
+            return self._build_one(recipient_id, cadence, now, recipient_filter, dry_run)
+        except Conflict:
+            return None  # another process built this digest at the same moment
 
     def _build_one(self, recipient_id: int, cadence: str, now: datetime, recipient_filter: str | None,
                    dry_run: bool) -> BuiltDigest | None:
@@ -160,10 +270,7 @@ class DigestBuilder:
             recipient = subs[0].recipient
             matched = self.pending(tx, recipient_id, cadence, subs)
             digest = self.compose(recipient, cadence, group, matched) if matched else None
-            if not dry_run:
-                for sub, slot in group:
-                    if cadence != "instant":
-                        sub.digested_until = slot
+            self._advance(group, cadence, dry_run)
             if digest is None:
                 return None
             digest_key = f"d{recipient_id}-{cadence[0]}-{uuid.uuid4().hex[:12]}"

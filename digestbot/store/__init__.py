@@ -6,7 +6,7 @@ from sqlalchemy import Engine  # what ``connect`` returns: entry points hand it 
 
 from digestbot.store.db import connect, ensure_current, migrate, schema_revision
 from digestbot.store.models import (
-    AdminAlert, Base, Counter, DigestItem, DumpFile, JobRun, Lease, Match, MatchQuery, OutboxMessage, Paper,
+    AdminAlert, Base, Counter, DigestItem, DumpFile, JobRun, Lease, Match, MatchQuery, OutboxMessage, OutboxPayload, Paper,
     PaperSighting, QueryMatch, Recipient, Secret, Subscription, SubscriptionPause, WebhookEvent,
 )
 from digestbot.store.outbox import NewMessage
@@ -14,7 +14,7 @@ from digestbot.store.unit import Store, Transaction
 
 __all__ = [
     "AdminAlert", "Base", "Counter", "DigestItem", "DumpFile", "Engine", "JobRun", "Lease", "Match", "MatchQuery",
-    "NewMessage", "OutboxMessage", "Paper", "PaperSighting", "QueryMatch", "Recipient", "Secret", "Store",
+    "NewMessage", "OutboxMessage", "OutboxPayload", "Paper", "PaperSighting", "QueryMatch", "Recipient", "Secret", "Store",
     "Subscription", "SubscriptionPause", "Transaction", "WebhookEvent", "connect", "ensure_current", "migrate",
     "schema_revision",
 ]
