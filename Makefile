@@ -56,12 +56,13 @@ browser:
 	  [ -x "$(CHROMIUM_PATH)" ] || echo "warning: no Chromium at $(CHROMIUM_PATH): the browser test will skip (fail with DIGESTBOT_REQUIRE_BROWSER=1)"; \
 	}
 
-# The four benchmarks of BENCHMARKS.md (a few minutes in all).
+# The benchmarks of BENCHMARKS.md (a few minutes in all).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest_bench.py
 	$(BIN)/python benchmarks/delivery_bench.py
 	$(BIN)/python benchmarks/match_bench.py
 	$(BIN)/python benchmarks/web_bench.py
+	$(BIN)/python benchmarks/scheduler_bench.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .hypothesis

@@ -120,18 +120,21 @@ class DigestBuilder:
         )
 
     def payloads(self, recipient: Recipient, digest: Digest, digest_key: str) -> list[dict]:
+        ids = [s.id for s in digest.subscriptions]
+        unsubscribe = self.signer.unsubscribe_url(recipient.id, ids)
         links = Links(
             manage=self.signer.manage_url(recipient.id),
-            unsubscribe=self.signer.unsubscribe_url(recipient.id, [s.id for s in digest.subscriptions]),
-            per_subscription={s.id: self.signer.unsubscribe_url(recipient.id, [s.id]) for s in digest.subscriptions},
+            unsubscribe=unsubscribe,
+            per_subscription={i: unsubscribe if len(ids) == 1 else self.signer.unsubscribe_url(recipient.id, [i])
+                              for i in ids},
             see_all=self.signer.digest_url(recipient.id, digest_key),
         )
-        target = parse_recipient(recipient.address, private_webhooks=True)  # checked when it was stored
-        if target.kind == "email":
+        if recipient.kind == "email":  # its address was checked when it was stored
             key = f"{digest_key}-1"
             return [self.renderer.email(digest, links, self.sender, key=key,
                                         message_id=f"<{key}@{mail_domain(self.sender.email)}>",
                                         max_bytes=self.settings.max_email_bytes)]
+        target = parse_recipient(recipient.address, private_webhooks=True)  # checked when it was stored
         return self.renderer.slack(digest, links, channel=target.target, key=digest_key)
 
     # ---- building ----
@@ -205,9 +208,11 @@ class DigestBuilder:
         """
         pending = self._pending_of_groups(tx, groups)
         built, items, messages = [], [], []
+        if not dry_run:
+            tx.subscriptions.advance([(sub, None if cadence == "instant" else slot)
+                                      for (_, cadence), group in groups.items() for sub, slot in group])
         for (recipient_id, cadence), group in groups.items():
             matched = pending.get((recipient_id, cadence), {})
-            self._advance(group, cadence, dry_run)
             if not matched:
                 continue
             recipient = group[0][0].recipient

@@ -20,7 +20,7 @@ import re
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Engine, event, exists, func, inspect, insert, select, tuple_, update
+from sqlalchemy import Engine, bindparam, event, exists, func, inspect, insert, select, tuple_, update
 from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from digestbot.core.schedule import CHECK_NOW, Schedule, next_due
@@ -203,6 +203,24 @@ class Subscriptions(Repository):
         if cadence is not None:
             statement = statement.where(Subscription.cadence == cadence)
         return self.session.scalar(statement) or 0
+
+    def advance(self, windows: list[tuple[Subscription, datetime | None]]) -> None:
+        """These subscriptions' digests are built: each covers its window up to the slot given
+        (None: an instant one, due again when its query matches), and its next due time moves on.
+        One executemany through the table, for the digest pass (objects given are not refreshed)."""
+        rows = []
+        for sub, slot in windows:
+            covered = sub.digested_until if slot is None else slot
+            due = None if sub.cadence == "instant" else next_due(
+                Schedule(sub.cadence, sub.send_at, sub.weekday, sub.timezone), covered or sub.created_at,
+                active=bool(sub.active))
+            rows.append({"sub_id": sub.id, "covered": covered, "due": due})
+        if rows:
+            table = Subscription.__table__
+            self.session.execute(
+                update(table).where(table.c.id == bindparam("sub_id"))
+                .values(digested_until=bindparam("covered", type_=table.c.digested_until.type),
+                        next_due_at=bindparam("due", type_=table.c.next_due_at.type)), rows)
 
     def wake_instant(self, subscription_ids: list[int]) -> int:
         """Those of these subscriptions that are instant and active are due at the next pass (their
