@@ -151,6 +151,21 @@ class Settings:
         0, "DIGESTBOT_PROXY_COUNT", "reverse proxies in front of `digestbot serve` (trust that many X-Forwarded-For hops)",
     )
 
+    # ---- operations (issue 14): retention, metrics, logs ----
+    retention_days: int = option(
+        90, "DIGESTBOT_RETENTION_DAYS",
+        "sent messages' payloads, job runs, webhook event ids and unconfirmed subscriptions older than this are "
+        "pruned daily (`digestbot prune`); what keeps a paper from being sent twice is never pruned",
+    )
+    metrics_port: int = option(
+        0, "DIGESTBOT_METRICS_PORT",
+        "`digestbot run` and `worker` serve Prometheus /metrics on this port (0: off); `serve` has /metrics always",
+    )
+    log_format: str = option(
+        "text", "DIGESTBOT_LOG_FORMAT", "text | json: one event a line (json: stable fields, for a log collector)",
+    )
+    log_level: str = option("INFO", "DIGESTBOT_LOG_LEVEL", "DEBUG | INFO | WARNING | ERROR")
+
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
@@ -188,6 +203,13 @@ class Settings:
                               "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
         if self.web_client_limit < 1 or self.web_address_limit < 1 or self.proxy_count < 0:
             raise ConfigError("DIGESTBOT_WEB_CLIENT_LIMIT and _WEB_ADDRESS_LIMIT must be positive, _PROXY_COUNT not negative")
+
+        if self.retention_days < 1 or not 0 <= self.metrics_port <= 65535:
+            raise ConfigError("DIGESTBOT_RETENTION_DAYS must be at least 1, DIGESTBOT_METRICS_PORT from 0 to 65535")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"DIGESTBOT_LOG_FORMAT must be text or json, not {self.log_format!r}")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"DIGESTBOT_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {self.log_level!r}")
 
     @property
     def email_channel(self) -> str:

@@ -19,6 +19,7 @@ from digestbot.core.recipients import parse_recipient
 from digestbot.core.schedule import CADENCES, Schedule, latest_slot
 from digestbot.core.tokens import LinkSigner
 from digestbot.render import Links, Renderer, Sender, mail_domain
+from digestbot.services import metrics
 from digestbot.settings import Settings
 from digestbot.errors import Conflict
 from digestbot.store import NewMessage, Paper, Recipient, Store, Subscription, Transaction
@@ -32,6 +33,11 @@ def _slot(sub: Subscription, now: datetime) -> datetime:
     if sub.cadence == "instant":
         return now
     return latest_slot(Schedule(sub.cadence, sub.send_at, sub.weekday, sub.timezone), now)
+
+
+def _count(built: list[BuiltDigest]) -> None:
+    for b in built:
+        metrics.DIGESTS.labels(b.cadence).inc()
 
 
 # Queries are parsed for every digest of a run, and popular ones are shared by many readers.
@@ -164,6 +170,8 @@ class DigestBuilder:
             for recipient_id, group_cadence in keys:
                 result = self._build_one_safely(recipient_id, group_cadence, now, recipient, dry_run)
                 if result is not None:
+                    if not dry_run:
+                        _count([result])
                     yield result
             return
         after: tuple[datetime, int] | None = None
@@ -184,6 +192,8 @@ class DigestBuilder:
                 built = [r for key in groups if (r := self._build_one_safely(*key, now, None, dry_run)) is not None]
             if dry_run:
                 done.update(groups)
+            else:
+                _count(built)
             if progress is not None:
                 progress(len(page))
             yield from built

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -177,6 +177,23 @@ class Outbox(Repository):
     def put_back(self, row: OutboxMessage, now: datetime) -> None:
         """Pending again, due now, with a fresh attempt count."""
         row.status, row.attempts, row.next_attempt_at, row.last_error = "pending", 0, now, None
+
+    # ---- retention ----
+
+    def _sent_before(self, before: datetime):
+        return (select(OutboxPayload.message_id).join(OutboxMessage, OutboxMessage.id == OutboxPayload.message_id)
+                .where(OutboxMessage.status == "sent", OutboxMessage.sent_at < before))
+
+    def count_sent_payloads(self, before: datetime) -> int:
+        """Payloads kept of messages sent before ``before``."""
+        return self.session.scalar(select(func.count()).select_from(self._sent_before(before).subquery())) or 0
+
+    def drop_sent_payloads(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` payloads of messages sent before ``before`` (the rows stay); how many."""
+        ids = list(self.session.scalars(self._sent_before(before).limit(limit)))
+        if ids:
+            self.session.execute(delete(OutboxPayload).where(OutboxPayload.message_id.in_(ids)))
+        return len(ids)
 
     # ---- digests ----
 

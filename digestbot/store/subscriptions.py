@@ -222,6 +222,13 @@ class Subscriptions(Repository):
                 .values(digested_until=bindparam("covered", type_=table.c.digested_until.type),
                         next_due_at=bindparam("due", type_=table.c.next_due_at.type)), rows)
 
+    def unconfirmed_before(self, before: datetime, limit: int = CHUNK) -> list[Subscription]:
+        """Up to ``limit`` subscriptions still waiting for their confirmation (not deleted), made or
+        last changed before ``before``."""
+        return list(self.session.scalars(
+            select(Subscription).where(Subscription.pending.is_(True), Subscription.deleted_at.is_(None),
+                                       Subscription.updated_at < before).order_by(Subscription.id).limit(limit)))
+
     def wake_instant(self, subscription_ids: list[int]) -> int:
         """Those of these subscriptions that are instant and active are due at the next pass (their
         query matched new papers); returns how many were woken."""
