@@ -25,7 +25,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from digestbot.bootstrap import Parts
 from digestbot.clock import utcnow
-from digestbot.core.recipients import shown
+from digestbot.core.recipients import masked
 from digestbot.errors import DigestbotError
 from digestbot.services import leases
 from digestbot.services.health import queue_admin_alerts
@@ -95,8 +95,8 @@ class Bot:
     def _queue(self, cadence: str | None) -> str:
         built = self.builder.build_due(self.clock(), cadence)
         for b in built:
-            log.info("queued %s digest for %s: %s", b.cadence, shown(b.recipient), b.subject,
-                     extra={"job": "digests", "recipient": shown(b.recipient), "cadence": b.cadence})
+            log.info("queued %s digest for %s", b.cadence, masked(b.recipient),
+                     extra={"job": "digests", "recipient": masked(b.recipient), "cadence": b.cadence})
         return f"{len(built)} digest(s) queued"
 
     def deliver(self) -> None:
