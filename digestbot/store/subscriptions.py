@@ -17,7 +17,7 @@ So every change must move the counter, and no caller is trusted to do it:
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 from sqlalchemy import Engine, bindparam, event, exists, func, inspect, insert, select, tuple_, update
@@ -195,6 +195,12 @@ class Subscriptions(Repository):
                 statement = statement.with_for_update(of=Subscription)
             found += self.session.scalars(statement.order_by(Subscription.id))
         return found
+
+    def soonest_scheduled(self, limit: int) -> list[Subscription]:
+        """Up to ``limit`` daily and weekly subscriptions digests are built for, soonest due first."""
+        return list(self.session.scalars(
+            self._due(datetime.max.replace(tzinfo=UTC), None).where(Subscription.cadence != "instant")
+            .order_by(Subscription.next_due_at, Subscription.id).limit(limit)))
 
     def count_due(self, now: datetime, cadence: str | None = None) -> int:
         """How many subscriptions are due at ``now`` (for a progress bar)."""
