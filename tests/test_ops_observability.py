@@ -131,8 +131,8 @@ def test_logs_are_one_json_event_a_line_and_never_carry_a_secret(engine, tmp_pat
         (tmp_path / "dumps" / "broken.json").write_text("{not json")
         # Every provider refuses: the failures (with whatever the providers said) are logged.
         fake_sendgrid.script(401, {"errors": [{"message": f"bad key {SECRETS['SENDGRID_API_KEY']}"}]})
+        fake_slack.script(404, "no_service")  # the webhook and chat.postMessage, whichever comes first
         fake_slack.script(404, "no_service")
-        fake_slack.script(200, {"ok": False, "error": "invalid_auth"})
         clock.now = datetime(2025, 12, 1, 8, 5, tzinfo=UTC)
         Bot(parts).run_once()
         client = create_app(parts).test_client()
@@ -152,7 +152,7 @@ def test_logs_are_one_json_event_a_line_and_never_carry_a_secret(engine, tmp_pat
     ingested = [e for e in events if e["message"].startswith("ingested")]
     assert ingested and ingested[0]["job"] == "watch" and ingested[0]["file"].endswith(NAMES[0])
     failed = [e for e in events if e.get("message_id") is not None]
-    assert failed and {e["channel"] for e in failed} >= {"email", "slack-webhook"}
+    assert {e["channel"] for e in failed} == {"email", "slack", "slack-webhook"}
     queued = [e for e in events if e["message"].startswith("queued")]
     assert {e["cadence"] for e in queued} == {"daily"} and len(queued) == 3
     assert {e["recipient"] for e in queued} >= {"a…@example.org", "slack:#papers"}  # the webhook: shown masked
