@@ -67,6 +67,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/web_bench.py
 	$(BIN)/python benchmarks/relevance_bench.py
 	$(BIN)/python benchmarks/sources_bench.py
+	$(BIN)/python benchmarks/scheduler_bench.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .hypothesis

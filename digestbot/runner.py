@@ -25,14 +25,16 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from digestbot.bootstrap import Parts
 from digestbot.clock import utcnow
-from digestbot.core.recipients import shown
+from digestbot.core.recipients import masked
 from digestbot.errors import DigestbotError
 from digestbot.services import leases
 from digestbot.services.fetch import Fetcher
 from digestbot.services.health import queue_admin_alerts
 from digestbot.services.ingest import dump_limits
+from digestbot.services import metrics
 from digestbot.services.jobs import record_run
 from digestbot.services.relevance import retrain_stale, update_features
+from digestbot.services.retention import prune
 from digestbot.services.watch import Watcher
 from digestbot.settings import Settings
 
@@ -65,7 +67,9 @@ class Bot:
             # digestbot's errors say what happened in words; anything else is a bug: name its class.
             said = str(exc) if isinstance(exc, DigestbotError) else f"{exc.__class__.__name__}: {exc}"
             status, error = "failed", (said.splitlines() or [exc.__class__.__name__])[0]
-            log.error("%s failed: %s", job, error, exc_info=log.isEnabledFor(logging.DEBUG))
+            log.error("%s failed: %s", job, error, exc_info=log.isEnabledFor(logging.DEBUG), extra={"job": job})
+            metrics.JOB_FAILURES.labels(job).inc()
+        metrics.JOB_RUNS.labels(job).inc()
         record_run(self.store, job, started, self.clock(), status, error, summary)
 
     # ---- the jobs ----
@@ -79,11 +83,11 @@ class Bot:
         for f in report.files:
             if f.status == "ingested":
                 log.info("ingested %s: %d new, %d updated, %d unchanged, %d matches",
-                         f.path, f.new, f.updated, f.unchanged, f.matches)
+                         f.path, f.new, f.updated, f.unchanged, f.matches, extra={"job": "watch", "file": f.path})
             elif f.status == "failed":
-                log.warning("failed %s: %s", f.path, f.note)
+                log.warning("failed %s: %s", f.path, f.note, extra={"job": "watch", "file": f.path})
             elif f.status == "deferred":
-                log.info("deferred %s: %s", f.path, f.note)
+                log.info("deferred %s: %s", f.path, f.note, extra={"job": "watch", "file": f.path})
         if report.new:
             self._vectorise()
         if report.matches:
@@ -102,9 +106,10 @@ class Bot:
         results = report.sources + late.sources
         for s in results:
             if s.status == "written":
-                log.info("fetched %s: %d papers into %s", s.source, s.papers, s.path)
+                log.info("fetched %s: %d papers into %s", s.source, s.papers, s.path,
+                         extra={"job": "fetch", "file": s.path})
             elif s.status == "failed":
-                log.warning("fetching %s failed: %s", s.source, s.error)
+                log.warning("fetching %s failed: %s", s.source, s.error, extra={"job": "fetch"})
         failed = [s for s in results if s.status == "failed"]
         if failed:
             raise DigestbotError(f"{len(failed)} of {len(results)} fetch(es) failed: {failed[0].source}: {failed[0].error}")
@@ -133,7 +138,8 @@ class Bot:
     def _queue(self, cadence: str | None) -> str:
         built = self.builder.build_due(self.clock(), cadence)
         for b in built:
-            log.info("queued %s digest for %s: %s", b.cadence, shown(b.recipient), b.subject)
+            log.info("queued %s digest for %s", b.cadence, masked(b.recipient),
+                     extra={"job": "digests", "recipient": masked(b.recipient), "cadence": b.cadence})
         return f"{len(built)} digest(s) queued"
 
     def deliver(self) -> None:
@@ -143,10 +149,23 @@ class Bot:
         with self._delivery_lock:
             report = self.sender.send_all(wait_for_retries=0)
         if report.sent or report.failed:
-            log.info("sent %d message(s), %d failed, %d waiting", report.sent, report.failed, report.retrying)
+            log.info("sent %d message(s), %d failed, %d waiting", report.sent, report.failed, report.retrying,
+                     extra={"job": "deliver"})
         for failure in report.errors:
-            log.warning("message %s (%s) failed: %s", failure["id"], failure["channel"], failure["error"])
+            log.warning("message %s (%s) failed: %s", failure["id"], failure["channel"], failure["error"],
+                        extra={"job": "deliver", "message_id": failure["id"], "channel": failure["channel"]})
         return f"{report.sent} sent, {report.failed} failed, {report.retrying} waiting"
+
+    def prune(self) -> None:
+        self._record("prune", self._prune)
+
+    def _prune(self) -> str:
+        report = prune(self.store, self.settings, self.clock())
+        log.info("pruned %d payload(s), %d job run(s), %d webhook event id(s), %d unconfirmed subscription(s)",
+                 report.payloads, report.job_runs, report.webhook_events, report.unconfirmed_subscriptions,
+                 extra={"job": "prune"})
+        return (f"{report.payloads} payload(s), {report.job_runs} job run(s), {report.webhook_events} event id(s), "
+                f"{report.unconfirmed_subscriptions} unconfirmed subscription(s) pruned")
 
     def health(self) -> None:
         self._record("health", lambda: f"{queue_admin_alerts(self.store, self.settings, self.clock())} alert(s)")
@@ -182,6 +201,8 @@ def _schedule(bot: Bot, settings: Settings) -> BackgroundScheduler:
         minutes = settings.fetch_minutes
         scheduler.add_job(bot.fetch, IntervalTrigger(minutes=minutes), id="fetch", next_run_time=utcnow(),
                           misfire_grace_time=int(max(60 * minutes, 60)))
+    # Daily, at a quiet hour (UTC): DIGESTBOT_RETENTION_DAYS.
+    scheduler.add_job(bot.prune, CronTrigger(hour=3, minute=17), id="prune", misfire_grace_time=6 * 3600)
     return scheduler
 
 
@@ -216,6 +237,7 @@ def run(parts: Parts, *, once: bool = False) -> int:
     announced_standby = False
     while not stop.is_set():
         leading = leases.acquire(store, LEASE_NAME, holder, utcnow(), LEASE_TTL)
+        metrics.LEADER.set(1 if leading else 0)
         if leading and scheduler is None:
             log.info("leading as %s; watching %s every %gs", holder, settings.watch_dir, settings.poll_seconds)
             scheduler = _schedule(bot, settings)
@@ -232,6 +254,7 @@ def run(parts: Parts, *, once: bool = False) -> int:
     if scheduler is not None:
         scheduler.shutdown(wait=True)  # let running jobs finish; claimed rows are marked or released
         leases.release(store, LEASE_NAME, holder)
+    metrics.LEADER.set(0)
     log.info("stopped")
     return 0
 

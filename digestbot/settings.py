@@ -184,6 +184,20 @@ class Settings:
         0.2, "DIGESTBOT_LIKE_THRESHOLD",
         "default score (cosine to the examples, 0-1) above which a --like subscription sends a paper anyway",
     )
+    # ---- operations (issue 14): retention, metrics, logs ----
+    retention_days: int = option(
+        90, "DIGESTBOT_RETENTION_DAYS",
+        "sent messages' payloads, job runs, webhook event ids and unconfirmed subscriptions older than this are "
+        "pruned daily (`digestbot prune`); what keeps a paper from being sent twice is never pruned",
+    )
+    metrics_port: int = option(
+        0, "DIGESTBOT_METRICS_PORT",
+        "`digestbot run` and `worker` serve Prometheus /metrics on this port (0: off); `serve` has /metrics always",
+    )
+    log_format: str = option(
+        "text", "DIGESTBOT_LOG_FORMAT", "text | json: one event a line (json: stable fields, for a log collector)",
+    )
+    log_level: str = option("INFO", "DIGESTBOT_LOG_LEVEL", "DEBUG | INFO | WARNING | ERROR")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -239,6 +253,13 @@ class Settings:
         if self.fetch_minutes < 0 or self.fetch_timeout <= 0 or self.fetch_attempts < 1 or self.fetch_max_bytes < 1_000:
             raise ConfigError("DIGESTBOT_FETCH_MINUTES must not be negative, _FETCH_TIMEOUT and _FETCH_ATTEMPTS must be "
                               "positive, _FETCH_MAX_BYTES at least 1000")
+
+        if self.retention_days < 1 or not 0 <= self.metrics_port <= 65535:
+            raise ConfigError("DIGESTBOT_RETENTION_DAYS must be at least 1, DIGESTBOT_METRICS_PORT from 0 to 65535")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"DIGESTBOT_LOG_FORMAT must be text or json, not {self.log_format!r}")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"DIGESTBOT_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {self.log_level!r}")
 
     @property
     def email_channel(self) -> str:

@@ -34,7 +34,11 @@ class App:
 
     def __init__(self, debug: bool) -> None:
         self.debug = debug
-        self.settings = Settings.load()
+
+    @cached_property
+    def settings(self) -> Settings:
+        """Loaded on first use (so that `digestbot doctor` can report settings that do not parse)."""
+        return Settings.load()
 
     @cached_property
     def parts(self) -> Parts:

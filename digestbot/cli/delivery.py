@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 
 import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from digestbot.cli.base import App, capped, cli, emit_json, out, pass_app, say_error, when
+from digestbot.cli.base import App, capped, cli, emit_json, err, out, pass_app, say_error, when
 from digestbot.clock import utcnow
 from digestbot.core.recipients import shown
 from digestbot.core.schedule import CADENCES
@@ -27,7 +28,13 @@ from digestbot.services.delivery import outbox_counts, outbox_rows, retry
 def digest(app: App, cadence: str | None, recipient: str | None, now_text: str | None, dry_run: bool,
            as_json: bool) -> None:
     """Build every digest due now (or at --now) into the outbox."""
-    built = app.parts.digests.build_due(when(now_text), cadence, recipient, dry_run)
+    builder, now = app.parts.digests, when(now_text)
+    # On stderr and only on a terminal: the output (and --json) stays what it was.
+    with Progress(TextColumn("building digests"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as progress:
+        task = progress.add_task("digests", total=builder.count_due(now, cadence) if err.is_terminal else None)
+        built = list(builder.build_due_pages(now, cadence, recipient, dry_run,
+                                             progress=lambda done: progress.advance(task, done)))
     if as_json:
         emit_json({"dry_run": dry_run, "digests": [b.as_json() | {"recipient": shown(b.recipient)} for b in built]})
         return

@@ -11,26 +11,39 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 
 from digestbot.bootstrap import settle_the_collector
+from digestbot.cli import logs
 from digestbot.cli.base import App, cli, pass_app
+from digestbot.services import metrics
 
 log = logging.getLogger("digestbot")
 
 
-def _log_to_stderr(debug: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z")
-    # Their debug lines carry what is sent: SQL parameters and request bodies hold messages,
-    # and messages hold the tokens of their links (and webhook URLs, which are secrets).
-    for noisy in ("alembic", "slack_sdk", "urllib3", "sqlalchemy", "python_http_client", "sendgrid"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # "Task queue depth is N": requests waited for a free thread, which is what a queue is for.
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    # "skipped: maximum number of running instances reached" is max_instances=1 doing its job.
-    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+def _log_to_stderr(settings, debug: bool) -> None:
+    logs.configure(settings, debug)
+
+
+@contextmanager
+def _metrics_server(settings) -> Iterator[None]:
+    """Prometheus /metrics on DIGESTBOT_METRICS_PORT (if set) while the block runs; stopped after."""
+    if not settings.metrics_port:
+        yield
+        return
+    from prometheus_client import start_http_server
+
+    server, thread = start_http_server(settings.metrics_port)
+    log.info("metrics on http://0.0.0.0:%d/metrics", settings.metrics_port)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 @cli.command()
@@ -42,10 +55,12 @@ def run(app: App, once: bool) -> None:
 
     parts = app.parts
     parts.refuse_file_backends()
-    _log_to_stderr(app.debug)
+    _log_to_stderr(parts.settings, app.debug)
     settle_the_collector()
     try:
-        code = runner.run(parts, once=once)
+        with _metrics_server(parts.settings):
+            metrics.DATABASE.bind(parts.store, parts.clock)
+            code = runner.run(parts, once=once)
     finally:
         parts.close()
     sys.exit(code)
@@ -59,10 +74,12 @@ def worker(app: App) -> None:
 
     parts = app.parts
     parts.refuse_file_backends()
-    _log_to_stderr(app.debug)
+    _log_to_stderr(parts.settings, app.debug)
     settle_the_collector()
     try:
-        code = runner.work(parts)
+        with _metrics_server(parts.settings):
+            metrics.DATABASE.bind(parts.store, parts.clock)
+            code = runner.work(parts)
     finally:
         parts.close()
     sys.exit(code)
@@ -82,7 +99,7 @@ def serve(app: App, host: str, port: int, threads: int) -> None:
 
     parts = app.parts
     parts.refuse_file_backends(slack=False)  # the pages send emails only (confirmations, manage links)
-    _log_to_stderr(app.debug)
+    _log_to_stderr(parts.settings, app.debug)
     web = create_app(parts)
     site = site_of(web)
     # waitress stops serving on SystemExit or KeyboardInterrupt (Ctrl-C): make SIGTERM one too.

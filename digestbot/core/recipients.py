@@ -54,6 +54,15 @@ def shown(address: str) -> str:
     return f"slack-webhook:{parts.scheme}://{host}/…/{tail}"
 
 
+def masked(address: str) -> str:
+    """A recipient as logs carry it: an email address as its first letter and domain
+    (``a…@example.org``), a webhook as ``shown`` gives it, a Slack channel as it is."""
+    if address.startswith(("slack:", "slack-webhook:")):
+        return shown(address)
+    local, at, domain = address.rpartition("@")
+    return f"{local[:1]}…@{domain}" if at else "…"
+
+
 def parse_recipient(text: str, *, private_webhooks: bool = False) -> Recipient:
     """``alice@example.org``, ``slack:#ml-papers``, ``slack:C0123ABCD`` or ``slack-webhook:https://…``.
 

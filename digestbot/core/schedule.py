@@ -77,3 +77,19 @@ def latest_slot(schedule: Schedule, now: datetime) -> datetime:
     """
     day, step = _anchor(schedule, now)
     return next(slot for slot in _slots_from(schedule, day, step, -1) if slot <= now)
+
+
+# An instant subscription has no clock: it is due when matches may be waiting for it (it was
+# made or changed, or its query matched new papers). This instant in the past says "look now".
+CHECK_NOW = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def next_due(schedule: Schedule, covered: datetime, *, active: bool = True) -> datetime | None:
+    """When a subscription's next digest is due (UTC): the first slot after ``covered`` (the
+    latest slot already covered, or its creation), ``CHECK_NOW`` for an instant one, None when
+    it is not active. Due at ``now`` exactly when ``latest_slot(now) > covered``."""
+    if not active:
+        return None
+    if schedule.cadence == "instant":
+        return CHECK_NOW
+    return next_slot(schedule, covered)

@@ -28,6 +28,7 @@ class LinkSigner:
         if not secret_key:
             raise ValueError("a signing key is required")
         self._key = secret_key
+        self._serializers: dict[str, URLSafeSerializer] = {}
         self.base_url = base_url.rstrip("/")
 
     def derived_key(self, purpose: str) -> str:
@@ -35,8 +36,11 @@ class LinkSigner:
         return hashlib.sha256(f"digestbot-{purpose}:{self._key}".encode()).hexdigest()
 
     def _serializer(self, purpose: str) -> URLSafeSerializer:
-        kind = URLSafeTimedSerializer if purpose in TIMED else URLSafeSerializer
-        return kind(self._key, salt=f"digestbot-{purpose}")
+        made = self._serializers.get(purpose)  # made once: a digest pass signs four links a digest
+        if made is None:
+            kind = URLSafeTimedSerializer if purpose in TIMED else URLSafeSerializer
+            made = self._serializers[purpose] = kind(self._key, salt=f"digestbot-{purpose}")
+        return made
 
     def token(self, purpose: str, payload: dict) -> str:
         return self._serializer(purpose).dumps(payload)

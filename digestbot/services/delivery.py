@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from digestbot.channels.base import Channel, PermanentDeliveryError, TransientDeliveryError
 from digestbot.clock import Clock, utcnow
 from digestbot.errors import NotFound, UsageError
+from digestbot.services import metrics
 from digestbot.settings import Settings
 from digestbot.store import OutboxMessage, Store
 
@@ -175,12 +176,17 @@ class OutboxSender:
 
     def _send_one(self, row: OutboxMessage, report: SendReport) -> None:
         channel = self.channels[row.channel]
+        started = time.perf_counter()
         try:
-            provider_id = channel.send(json.loads(row.payload))
+            try:
+                provider_id = channel.send(json.loads(row.payload))
+            finally:
+                metrics.PROVIDER_LATENCY.labels(row.channel).observe(time.perf_counter() - started)
         except TransientDeliveryError as exc:
             if row.attempts >= self.settings.send_attempts:
                 self._fail(row, f"gave up after {row.attempts} attempts: {exc}", report)
                 return
+            metrics.MESSAGES.labels(row.channel, "retrying").inc()
             delay = backoff(row.attempts, self.settings.retry_base_seconds, exc.retry_after)
             self.outcomes.record(row.id, status="pending", last_error=str(exc),
                                  next_attempt_at=self.clock() + timedelta(seconds=delay))
@@ -193,11 +199,13 @@ class OutboxSender:
             return
         self.outcomes.record(row.id, status="sent", sent_at=self.clock(), last_error=None,
                              provider_id=(provider_id or "")[:200] or None)
+        metrics.MESSAGES.labels(row.channel, "sent").inc()
         with report._lock:
             report.sent += 1
 
     def _fail(self, row: OutboxMessage, reason: str, report: SendReport) -> None:
         self.outcomes.record(row.id, status="failed", last_error=reason)
+        metrics.MESSAGES.labels(row.channel, "failed").inc()
         with report._lock:
             report.failed += 1
             report.errors.append({"id": row.id, "channel": row.channel, "error": reason})

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from digestbot.core.recipients import parse_recipient
 from digestbot.errors import DigestbotError, NotFound
+from digestbot.services import metrics
 from digestbot.services.subscriptions import unsubscribe_recipient_in
 from digestbot.store import Recipient, Store, Transaction
 from digestbot.store.events import MAX_EVENT_ID
@@ -87,6 +88,8 @@ def apply_sendgrid_events(store: Store, events: list, now: datetime) -> EventRep
     report = EventReport()
     actionable: list[_Actionable] = []
     for event in events:
+        kind = event.get("event") if isinstance(event, dict) else None
+        metrics.WEBHOOK_EVENTS.labels("sendgrid", kind if kind in metrics.SENDGRID_EVENTS else "other").inc()
         found = _actionable(event)
         if found is None:
             report.ignored += 1  # deliveries, opens, deferrals, blocks (temporary), unknown shapes

@@ -23,11 +23,10 @@ def database_revision(store: Store) -> str | None:
 
 
 def next_digests(tx: Transaction, now: datetime, limit: int = 10) -> list[dict]:
-    """The soonest scheduled digests, by recipient and cadence."""
+    """The soonest scheduled digests, by recipient and cadence: read from the subscriptions due
+    soonest (by ``next_due_at``, a bounded number), not from every subscription."""
     soonest: dict[tuple[str, str], datetime] = {}
-    for sub in tx.subscriptions.digest_subscriptions():
-        if sub.cadence == "instant":
-            continue
+    for sub in tx.subscriptions.soonest_scheduled(max(limit * 100, 1_000)):
         when = next_slot(Schedule(sub.cadence, sub.send_at, sub.weekday, sub.timezone), now)
         key = (sub.recipient.address, sub.cadence)
         if key not in soonest or when < soonest[key]:

@@ -33,6 +33,7 @@ from digestbot.core.dumps import DumpLimits
 from digestbot.core.settle import Look, settled
 from digestbot.core.sources import SourceReader, reader_for
 from digestbot.errors import Conflict, DumpError, StoreError
+from digestbot.services import metrics
 from digestbot.services.dump_files import (
     Changed, DumpPath, entry_chunks, examine, expand_paths, look_at, path_key, same_file, sha256_of, shown_path,
 )
@@ -138,6 +139,7 @@ def ingest_paths(
         result = ingest_file(store, item, now=now, settle_seconds=settle_seconds, matcher=matcher, limits=limits,
                              seen=first.get(item.path), chunk_entries=chunk_entries)
         report.files.append(result)
+        metrics.count_ingest([result])
         if on_file is not None:
             on_file(result)
     return report

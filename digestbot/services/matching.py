@@ -48,6 +48,7 @@ class BatchMatches:
         self._found = found  # (query text, bitset of the positions to store, subscription matches)
         self._paper_ids = paper_ids
         self.subscription_matches = 0
+        self.queries: list[str] = []  # the query texts that matched something, once read
 
     def documents(self, queries_per_document: int) -> Iterator[tuple[str, int]]:
         """The matches to store as JSON objects ``{query text: [paper ids]}`` of up to that many
@@ -61,6 +62,7 @@ class BatchMatches:
             self.subscription_matches += subscription_matches
             if not kept:
                 continue
+            self.queries.append(query)
             ids = ids_of.get(kept)
             if ids is None:
                 ids = ids_of[kept] = ",".join(map(id_texts.__getitem__, Batch.positions(kept)))
@@ -87,6 +89,7 @@ class SubscriptionMatcher:
         self.database: str | None = None  # the id of the database synced from (see DATABASE_ID)
         self._subscribers: dict[str, dict[int, datetime]] = {}  # query text → {subscription id: match_since}
         self._query_of: dict[int, str] = {}  # active subscription id → its query text
+        self._instant: set[int] = set()  # active instant subscriptions: woken when their query matches
         self._parsed: dict[str, Node] = {}
         self._lock = threading.Lock()
 
@@ -117,6 +120,8 @@ class SubscriptionMatcher:
                 self._drop(change.id)
                 if change.active:
                     self._add(change.id, change.query, change.match_since)
+                    if change.cadence == "instant":
+                        self._instant.add(change.id)
             if changes:
                 self.version = changes[-1].version  # they come in version order
             return len(changes)
@@ -126,6 +131,7 @@ class SubscriptionMatcher:
         self.version = 0
         self._subscribers.clear()
         self._query_of.clear()
+        self._instant.clear()
 
     def _add(self, subscription_id: int, query: str, since: datetime) -> None:
         if not query:  # a "more like these" subscription without a query: chosen at digest time
@@ -141,6 +147,7 @@ class SubscriptionMatcher:
         self._query_of[subscription_id] = query
 
     def _drop(self, subscription_id: int) -> None:
+        self._instant.discard(subscription_id)
         query = self._query_of.pop(subscription_id, None)
         if query is None:
             return
@@ -181,6 +188,9 @@ class SubscriptionMatcher:
         self.sync(tx)
         found = self.match(papers)
         store_batch_matches(tx, found)
+        if self._instant:  # their alerts are due at the next digest pass (see Subscription.next_due_at)
+            tx.subscriptions.wake_instant(sorted({sid for query in found.queries for sid in self._subscribers[query]
+                                                  if sid in self._instant}))
         return found.subscription_matches
 
 
@@ -223,6 +233,7 @@ def store_matches(tx: Transaction, pairs: Iterable[tuple[int, int]]) -> int:
     for subscription_id, query in tx.subscriptions.queries(list(by_subscription)).items():
         by_query.setdefault(query, set()).update(by_subscription[subscription_id])
     store_query_matches(tx, ((query, sorted(ids)) for query, ids in by_query.items()))
+    tx.subscriptions.wake_instant(sorted(by_subscription))
     return sum(map(len, by_subscription.values()))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import delete, func, select, tuple_
 
 from digestbot.store.db import insert_ignoring_duplicates
 from digestbot.store.models import WebhookEvent
@@ -28,6 +28,11 @@ class Events(Repository):
             # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT here.
             new.update(self.session.scalars(insert.values(rows).returning(WebhookEvent.event_id)))
         return new
+
+    def count_older(self, before: datetime) -> int:
+        """Event ids received before ``before``."""
+        return self.session.scalar(select(func.count()).select_from(WebhookEvent)
+                                   .where(WebhookEvent.received_at < before)) or 0
 
     def forget_older(self, before: datetime, limit: int) -> int:
         """Delete up to ``limit`` of the oldest event ids received before ``before``; how many.

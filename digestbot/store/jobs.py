@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 
 from digestbot.store.db import insert_ignoring_duplicates
 from digestbot.store.models import JobRun, Lease
@@ -31,6 +31,17 @@ class Jobs(Repository):
     def runs(self) -> list[JobRun]:
         """The latest run of each job, by job name."""
         return list(self.session.scalars(select(JobRun).order_by(JobRun.job)))
+
+    def forget_runs_before(self, before: datetime, *, dry_run: bool = False) -> int:
+        """Delete the records of jobs that have not run since ``before`` (no longer scheduled); how many."""
+        old = or_(JobRun.last_started_at < before, JobRun.last_started_at.is_(None))
+        if dry_run:
+            return self.session.scalar(select(func.count()).select_from(JobRun).where(old)) or 0
+        return self.session.execute(delete(JobRun).where(old)).rowcount or 0
+
+    def last_ok(self, job: str) -> datetime | None:
+        """When ``job`` last finished well, if its latest run did (job_runs keeps only the latest)."""
+        return self.session.scalar(select(JobRun.last_finished_at).where(JobRun.job == job, JobRun.last_status == "ok"))
 
     # ---- leases ----
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from sqlalchemy import (
-    JSON, DateTime, Float, ForeignKey, Integer, LargeBinary, MetaData, String, Text, TypeDecorator, UniqueConstraint,
+    JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Text, TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -119,6 +120,8 @@ class Recipient(Base):
 
 class Subscription(Base):
     __tablename__ = "subscriptions"
+    # The digest pass reads the due subscriptions in (next_due_at, id) order: an index range, not a scan.
+    __table_args__ = (Index("ix_subscriptions_next_due_at", "next_due_at", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     recipient_id: Mapped[int] = mapped_column(ForeignKey("recipients.id", ondelete="CASCADE"), index=True)
@@ -148,6 +151,9 @@ class Subscription(Base):
     # least like_threshold, against the examples in subscription_likes. None: not a like-subscription.
     like_top: Mapped[int | None] = mapped_column(Integer)
     like_threshold: Mapped[float | None] = mapped_column(Float)
+    # When its next digest is due (schedule.next_due): kept by the store on every change, so that
+    # the digest pass reads only the due ones. None: inactive, or an instant one with nothing new.
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     recipient: Mapped[Recipient] = relationship(back_populates="subscriptions")
 
@@ -235,7 +241,6 @@ class OutboxMessage(Base):
     digest_key: Mapped[str] = mapped_column(String(64), index=True)
     part: Mapped[int] = mapped_column(default=1)  # Slack digests may take several messages
     subject: Mapped[str] = mapped_column(Text)
-    payload: Mapped[str] = mapped_column(Text)  # JSON: what the channel sends
     status: Mapped[str] = mapped_column(String(16), index=True)  # pending | sending | sent | failed
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -245,6 +250,27 @@ class OutboxMessage(Base):
     provider_id: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # The rendered payload lives in a table of its own, written once: status updates never rewrite it.
+    stored_payload: Mapped[OutboxPayload | None] = relationship(lazy="joined", cascade="all, delete-orphan")
+
+    @property
+    def payload(self) -> str | None:
+        """JSON: what the channel sends (None once retention has dropped a sent message's payload)."""
+        return self.stored_payload.payload if self.stored_payload is not None else None
+
+    @payload.setter
+    def payload(self, value: str) -> None:
+        self.stored_payload = OutboxPayload(payload=value)
+
+
+class OutboxPayload(Base):
+    """The rendered payload of an outbox message (about 25 KB for an email digest), stored once."""
+
+    __tablename__ = "outbox_payloads"
+
+    message_id: Mapped[int] = mapped_column(ForeignKey("outbox.id", ondelete="CASCADE"), primary_key=True)
+    payload: Mapped[str] = mapped_column(Text)  # JSON
 
 
 class Secret(Base):

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from digestbot.store.db import insert_ignoring_duplicates
-from digestbot.store.models import AdminAlert, DigestItem, Match, OutboxMessage, Paper
+from digestbot.store.models import AdminAlert, DigestItem, Match, OutboxMessage, OutboxPayload, Paper, Subscription
 from digestbot.errors import Conflict
 from digestbot.store.repository import Repository
 
@@ -51,11 +51,18 @@ class Outbox(Repository):
         """
         if not messages:
             return
-        self.session.execute(insert(OutboxMessage), [
+        # Core, through the tables: the ORM's bulk path cost more than the statements themselves.
+        table = OutboxMessage.__table__
+        ids = self.session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), [
             {"recipient_id": m.recipient_id, "channel": m.channel, "kind": m.kind, "digest_key": m.key,
-             "part": m.part, "subject": m.subject, "payload": json.dumps(m.payload, ensure_ascii=False),
+             "part": m.part, "subject": m.subject,
              "status": "pending", "attempts": 0, "next_attempt_at": due or now, "created_at": now}
             for m in messages
+        ]).scalars().all()
+        # The payload apart, written once: status updates rewrite only the narrow outbox row.
+        self.session.execute(insert(OutboxPayload.__table__), [
+            {"message_id": message_id, "payload": json.dumps(m.payload, ensure_ascii=False)}
+            for message_id, m in zip(ids, messages, strict=True)
         ])
 
     def sent_since(self, recipient_id: int, kinds: Iterable[str], since: datetime) -> int:
@@ -171,11 +178,28 @@ class Outbox(Repository):
         """Pending again, due now, with a fresh attempt count."""
         row.status, row.attempts, row.next_attempt_at, row.last_error = "pending", 0, now, None
 
+    # ---- retention ----
+
+    def _sent_before(self, before: datetime):
+        return (select(OutboxPayload.message_id).join(OutboxMessage, OutboxMessage.id == OutboxPayload.message_id)
+                .where(OutboxMessage.status == "sent", OutboxMessage.sent_at < before))
+
+    def count_sent_payloads(self, before: datetime) -> int:
+        """Payloads kept of messages sent before ``before``."""
+        return self.session.scalar(select(func.count()).select_from(self._sent_before(before).subquery())) or 0
+
+    def drop_sent_payloads(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` payloads of messages sent before ``before`` (the rows stay); how many."""
+        ids = list(self.session.scalars(self._sent_before(before).limit(limit)))
+        if ids:
+            self.session.execute(delete(OutboxPayload).where(OutboxPayload.message_id.in_(ids)))
+        return len(ids)
+
     # ---- digests ----
 
     def undigested(self, recipient_id: int, cadence: str, subscription_ids: Sequence[int]) -> list[tuple]:
         """(subscription id, paper id, title, abstract, authors_count, upvotes, published,
-        first_seen) of papers these subscriptions matched and no digest of this cadence to this
+        first_seen, arxiv_id, authors) of papers these subscriptions matched and no digest of this cadence to this
         recipient has covered yet."""
         already = exists().where(and_(
             DigestItem.recipient_id == recipient_id, DigestItem.cadence == cadence,
@@ -187,6 +211,37 @@ class Outbox(Repository):
             .join(Paper, Paper.id == Match.paper_id)
             .where(Match.subscription_id.in_(list(subscription_ids)), ~already)
         ).all())
+
+    def undigested_of(self, subscription_ids: Sequence[int]) -> list[tuple]:
+        """``undigested`` for many subscriptions at once (each with its own recipient and cadence)."""
+        already = exists().where(and_(
+            DigestItem.recipient_id == Subscription.recipient_id, DigestItem.cadence == Subscription.cadence,
+            DigestItem.paper_id == Match.paper_id,
+        ))
+        found: list[tuple] = []
+        for start in range(0, len(subscription_ids), 500):
+            found += self.session.execute(
+                select(Match.subscription_id, Paper.id, Paper.title, Paper.abstract, Paper.authors_count,
+                       Paper.upvotes, Paper.published, Paper.first_seen, Paper.arxiv_id, Paper.authors)
+                .join(Paper, Paper.id == Match.paper_id).join(Subscription, Subscription.id == Match.subscription_id)
+                .where(Match.subscription_id.in_(list(subscription_ids[start:start + 500])), ~already)
+            ).all()
+        return found
+
+    def record_digests(self, digests: Sequence[tuple[int, str, Iterable[int], str]], now: datetime) -> None:
+        """``record_digest`` for many (recipient id, cadence, paper ids, digest key) in one statement.
+
+        Raises ``Conflict`` when another process recorded one of them first.
+        """
+        rows = [{"recipient_id": recipient_id, "cadence": cadence, "paper_id": paper_id, "digest_key": key,
+                 "created_at": now}
+                for recipient_id, cadence, paper_ids, key in digests for paper_id in paper_ids]
+        if not rows:
+            return
+        try:
+            self.session.execute(insert(DigestItem.__table__), rows)
+        except IntegrityError as exc:
+            raise Conflict("digest items were recorded meanwhile by another process") from exc
 
     def record_digest(self, recipient_id: int, cadence: str, paper_ids: Iterable[int], digest_key: str,
                       now: datetime) -> None:

@@ -17,19 +17,23 @@ So every change must move the counter, and no caller is trusted to do it:
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import NamedTuple
 
-from sqlalchemy import Engine, event, exists, inspect, insert, select, update
+from sqlalchemy import Engine, bindparam, event, exists, func, inspect, insert, select, tuple_, update
 from sqlalchemy.orm import Session, contains_eager, joinedload
 
+from digestbot.core.schedule import CHECK_NOW, Schedule, next_due
 from digestbot.store.db import insert_ignoring_duplicates
 from digestbot.store.models import Counter, Recipient, Subscription, SubscriptionPause
 from digestbot.store.repository import Repository
 
 VERSION_COUNTER = "subscriptions"
 # Columns no matcher reads, changed by digests on every send: a change of these alone needs no version.
-UNVERSIONED = frozenset({"digested_until"})
+UNVERSIONED = frozenset({"digested_until", "next_due_at"})
+# What next_due_at is worked out from: a change of any of these moves it (``_schedule_changes``).
+_SCHEDULED = ("cadence", "send_at", "weekday", "timezone", "active", "digested_until", "created_at", "query",
+              "match_since")
 CHUNK = 500  # ids or addresses per IN (...)
 
 
@@ -45,6 +49,7 @@ class SubscriptionChange(NamedTuple):
     active: bool
     match_since: datetime
     version: int
+    cadence: str = "daily"
 
 
 class Subscriptions(Repository):
@@ -108,7 +113,8 @@ class Subscriptions(Repository):
         if not rows:
             return 0
         version = self.next_version()
-        self.session.execute(insert(Subscription), [{**row, "version": version} for row in rows])
+        self.session.execute(insert(Subscription), [{**row, "version": version, "next_due_at": _due_of_row(row)}
+                                                    for row in rows])
         return len(rows)
 
     def get(self, subscription_id: int) -> Subscription | None:
@@ -159,11 +165,94 @@ class Subscriptions(Repository):
             statement = statement.where(Subscription.recipient_id == recipient_id)
         return list(self.session.scalars(statement.order_by(Subscription.id)))
 
+    # ---- the digest pass: by next_due_at, an index range (see Subscription.next_due_at) ----
+
+    def _due(self, now: datetime, cadence: str | None):
+        statement = (select(Subscription).join(Subscription.recipient).options(contains_eager(Subscription.recipient))
+                     .where(Subscription.next_due_at <= now, Subscription.active.is_(True),
+                            Recipient.suspended_at.is_(None)))
+        return statement if cadence is None else statement.where(Subscription.cadence == cadence)
+
+    def due_page(self, now: datetime, *, cadence: str | None = None, after: tuple[datetime, int] | None = None,
+                 limit: int = 500) -> list[Subscription]:
+        """Up to ``limit`` subscriptions due at ``now`` (active, recipient not suspended), in
+        (next_due_at, id) order after ``after``, their recipients loaded."""
+        statement = self._due(now, cadence)
+        if after is not None:
+            statement = statement.where(tuple_(Subscription.next_due_at, Subscription.id) > tuple_(*after))
+        statement = statement.order_by(Subscription.next_due_at, Subscription.id).limit(limit)
+        if self.dialect == "postgresql":  # a second builder (a `digestbot digest` beside the bot) waits
+            statement = statement.with_for_update(of=Subscription)
+        return list(self.session.scalars(statement))
+
+    def due_of_recipients(self, recipient_ids: list[int], now: datetime, cadence: str | None = None
+                          ) -> list[Subscription]:
+        """Every subscription of these recipients due at ``now``, by id, their recipients loaded."""
+        found: list[Subscription] = []
+        for start in range(0, len(recipient_ids), CHUNK):
+            statement = self._due(now, cadence).where(Subscription.recipient_id.in_(recipient_ids[start:start + CHUNK]))
+            if self.dialect == "postgresql":
+                statement = statement.with_for_update(of=Subscription)
+            found += self.session.scalars(statement.order_by(Subscription.id))
+        return found
+
+    def soonest_scheduled(self, limit: int) -> list[Subscription]:
+        """Up to ``limit`` daily and weekly subscriptions digests are built for, soonest due first."""
+        return list(self.session.scalars(
+            self._due(datetime.max.replace(tzinfo=UTC), None).where(Subscription.cadence != "instant")
+            .order_by(Subscription.next_due_at, Subscription.id).limit(limit)))
+
+    def count_due(self, now: datetime, cadence: str | None = None) -> int:
+        """How many subscriptions are due at ``now`` (for a progress bar)."""
+        statement = select(func.count()).select_from(Subscription).where(Subscription.next_due_at <= now,
+                                                                          Subscription.active.is_(True))
+        if cadence is not None:
+            statement = statement.where(Subscription.cadence == cadence)
+        return self.session.scalar(statement) or 0
+
+    def advance(self, windows: list[tuple[Subscription, datetime | None]]) -> None:
+        """These subscriptions' digests are built: each covers its window up to the slot given
+        (None: an instant one, due again when its query matches), and its next due time moves on.
+        One executemany through the table, for the digest pass (objects given are not refreshed)."""
+        rows = []
+        for sub, slot in windows:
+            covered = sub.digested_until if slot is None else slot
+            due = None if sub.cadence == "instant" else next_due(
+                Schedule(sub.cadence, sub.send_at, sub.weekday, sub.timezone), covered or sub.created_at,
+                active=bool(sub.active))
+            rows.append({"sub_id": sub.id, "covered": covered, "due": due})
+        if rows:
+            table = Subscription.__table__
+            self.session.execute(
+                update(table).where(table.c.id == bindparam("sub_id"))
+                .values(digested_until=bindparam("covered", type_=table.c.digested_until.type),
+                        next_due_at=bindparam("due", type_=table.c.next_due_at.type)), rows)
+
+    def unconfirmed_before(self, before: datetime, limit: int = CHUNK) -> list[Subscription]:
+        """Up to ``limit`` subscriptions still waiting for their confirmation (not deleted), made or
+        last changed before ``before``."""
+        return list(self.session.scalars(
+            select(Subscription).where(Subscription.pending.is_(True), Subscription.deleted_at.is_(None),
+                                       Subscription.updated_at < before).order_by(Subscription.id).limit(limit)))
+
+    def wake_instant(self, subscription_ids: list[int]) -> int:
+        """Those of these subscriptions that are instant and active are due at the next pass (their
+        query matched new papers); returns how many were woken."""
+        woken = 0
+        for start in range(0, len(subscription_ids), CHUNK):
+            woken += self.session.execute(
+                update(Subscription).where(Subscription.id.in_(subscription_ids[start:start + CHUNK]),
+                                           Subscription.cadence == "instant", Subscription.active.is_(True),
+                                           Subscription.next_due_at.is_(None))
+                .values(next_due_at=CHECK_NOW).execution_options(synchronize_session=False)
+            ).rowcount or 0
+        return woken
+
     def changed_since(self, version: int) -> list[SubscriptionChange]:
         """Every subscription changed after ``version`` (active or not), in version order."""
         rows = self.session.execute(
             select(Subscription.id, Subscription.query, Subscription.active, Subscription.match_since,
-                   Subscription.version)
+                   Subscription.version, Subscription.cadence)
             .where(Subscription.version > version).order_by(Subscription.version))
         return [SubscriptionChange(*row) for row in rows]
 
@@ -207,6 +296,31 @@ class Subscriptions(Repository):
                 update(SubscriptionPause).where(SubscriptionPause.subscription_id == subscription_id,
                                                 SubscriptionPause.resumed_at.is_(None)).values(resumed_at=resumed_at)
             )
+
+
+def _due_of_row(row: dict) -> datetime | None:
+    schedule = Schedule(row["cadence"], row["send_at"], row["weekday"], row["timezone"])
+    return next_due(schedule, row.get("digested_until") or row["created_at"], active=row.get("active", True))
+
+
+def due_of(sub: Subscription) -> datetime | None:
+    """When this subscription's next digest is due (see ``Subscription.next_due_at``)."""
+    schedule = Schedule(sub.cadence, sub.send_at, sub.weekday, sub.timezone)
+    return next_due(schedule, sub.digested_until or sub.created_at, active=bool(sub.active))
+
+
+@event.listens_for(Session, "before_flush")
+def _schedule_changes(session: Session, _context, _instances) -> None:
+    """Every subscription the flush inserts, or changes in what its due time depends on, gets it
+    worked out again: no caller can forget to (as with the version)."""
+    for sub in session.new:
+        if isinstance(sub, Subscription):
+            sub.next_due_at = due_of(sub)
+    for sub in session.dirty:
+        if isinstance(sub, Subscription):
+            attrs = inspect(sub).attrs
+            if any(attrs[key].history.has_changes() for key in _SCHEDULED):
+                sub.next_due_at = due_of(sub)
 
 
 _BUMP = (update(Counter.__table__).where(Counter.name == VERSION_COUNTER).values(value=Counter.value + 1)

@@ -27,6 +27,7 @@ from digestbot.core.tokens import LinkSigner
 from digestbot.errors import ConfigError
 from digestbot.render import Renderer
 from digestbot.resources import resource_dir
+from digestbot.services import metrics
 from digestbot.services.delivery import OutboxSender
 from digestbot.services.health import database_revision
 from digestbot.services.notices import NOTICES, Notices
@@ -222,6 +223,13 @@ def create_app(parts: Parts) -> Flask:
     app.register_blueprint(sendgrid_events.blueprint)
     app.register_blueprint(votes.blueprint)
 
+    metrics.DATABASE.bind(store, parts.clock)
+
+    @app.get("/metrics")
+    def metrics_page():
+        body, content_type = metrics.exposition()
+        return Response(body, content_type=content_type)
+
     @app.get("/healthz")
     def healthz():
         try:
@@ -237,7 +245,10 @@ def create_app(parts: Parts) -> Flask:
         if request.endpoint != "static":
             response.headers.setdefault("Cache-Control", "no-store")
         # The route's pattern, never the path: paths carry tokens, and logs must not.
-        log.info("%s %s %d", request.method, request.url_rule.rule if request.url_rule else "-", response.status_code)
+        route = request.url_rule.rule if request.url_rule else "-"
+        log.info("%s %s %d", request.method, route, response.status_code,
+                 extra={"route": route, "status": response.status_code})
+        metrics.WEB_REQUESTS.labels(route, str(response.status_code)).inc()
         return response
 
     @app.errorhandler(HTTPException)

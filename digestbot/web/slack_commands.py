@@ -20,6 +20,7 @@ from slack_sdk.webhook import WebhookClient
 
 from digestbot.core.slash import HELP
 from digestbot.render import slack_escape
+from digestbot.services import metrics
 from digestbot.services.selfservice import SlashOutcome, slash_command
 from digestbot.services.subscriptions import schedule_label
 from digestbot.web.app import Site, site
@@ -51,6 +52,7 @@ def command():
     if not channel:
         abort(400, description="no channel_id in the command")
     signature = request.headers.get("X-Slack-Signature", "")
+    metrics.WEBHOOK_EVENTS.labels("slack", "slash_command").inc()
     work = s.background.submit(_handle, s, form, signature, f"slack:{channel}")
     try:
         return work.result(timeout=ANSWER_WITHIN)
