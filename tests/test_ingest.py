@@ -602,8 +602,11 @@ def test_paper_json(engine, dumps):
         paper = session.scalars(select(Paper).where(Paper.title == SONGGEN)).one()
         as_json = paper_json(paper)
     assert set(as_json) == {"id", "title", "abstract", "authors_count", "upvotes", "published", "first_seen",
-                            "last_seen"}
+                            "last_seen", "arxiv_id", "authors", "url"}  # the last three: issue 12 (sources)
     assert as_json["title"] == SONGGEN
+    # A paper known only from a text dump: no id, no names, the search link.
+    assert (as_json["arxiv_id"], as_json["authors"]) == (None, [])
+    assert as_json["url"].startswith("https://huggingface.co/papers?q=SongGen")
     assert (as_json["authors_count"], as_json["upvotes"], as_json["published"]) == (9, 2, "2025-02-18")
     assert as_json["first_seen"] == as_json["last_seen"] == "2025-12-31T12:00:00+00:00"
     assert re.fullmatch(r"\d+", str(as_json["id"]))
