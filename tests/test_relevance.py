@@ -196,3 +196,19 @@ def test_similar_recommend_and_feedback_on_the_command_line(run, dumps) -> None:
     assert len(found) == 2 and title not in [p["title"] for p in found]
     proc = run("feedback", "ada@example.org", "A title nobody wrote", "down")
     assert proc.returncode == 2 and one_line_error(proc)
+
+
+def test_a_paper_revised_by_a_later_dump_is_vectorised_again(store) -> None:
+    from sqlalchemy import update
+
+    [first, *_] = add_papers(store, topical_papers())
+    index = relevance.RelevanceIndex()
+    index.current(store, NOW)
+    assert relevance.update_changed(store) == 0
+    with store.transaction() as tx:  # as ingest's update writes a revised abstract
+        tx.session.execute(update(Paper).where(Paper.id == first).values(
+            abstract="We study legged robot locomotion control.", updated_at=NOW))
+    assert relevance.update_changed(store) == 1
+    assert relevance.update_changed(store) == 0  # done once
+    found = relevance.similar(store, index, ["robots paper 2"], 4, NOW)
+    assert "diffusion paper 0" in [p["title"] for p in found]  # it is about robots now

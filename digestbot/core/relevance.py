@@ -114,8 +114,8 @@ class Vocabulary:
 
     def transform(self, texts: Sequence[str]) -> sparse.csr_matrix:
         """Rows of sublinear TF-IDF, L2-normalised (float32)."""
-        if not self.terms:
-            return sparse.csr_matrix((len(texts), 0), dtype=np.float32)
+        if not self.terms or not len(texts):
+            return sparse.csr_matrix((len(texts), self.size), dtype=np.float32)
         return self.weighted(CountVectorizer(analyzer=terms, vocabulary=self.terms, dtype=np.float32).transform(texts))
 
     def weighted(self, counts: sparse.csr_matrix) -> sparse.csr_matrix:

@@ -86,7 +86,7 @@ def update_features(store: Store, now: datetime) -> int:
     """Store the vectors of papers that have none yet (refitting the vocabulary when the store has
     grown enough); returns how many papers were vectorised. Cheap when nothing changed."""
     with store.reading() as tx:
-        current = tx.features.current()
+        current = tx.features.fitted()
         count, newest = tx.features.paper_count(), tx.features.max_paper_id()
         last = tx.features.last_paper_id(current[0]) if current else 0
     if not count or (current is not None and newest <= last and not _refit_due(current[1], count)):
@@ -102,6 +102,30 @@ def update_features(store: Store, now: datetime) -> int:
         return 0  # another process stored the same generation first
 
 
+def update_changed(store: Store) -> int:
+    """Vectorise again the papers whose title or abstract changed (a later dump revised them) since
+    their vectors were stored; returns how many. For `run`'s jobs: it reads every paper's change time."""
+    with store.reading() as tx:
+        fitted = tx.features.fitted()
+        if fitted is None:
+            return 0
+        newest, covered = tx.features.newest_update(), tx.features.updated_until(fitted[0])
+    if newest is None or (covered is not None and newest <= covered):
+        return 0
+    with store.transaction() as tx:
+        current = tx.features.current()
+        if current is None or current[0] != fitted[0]:
+            return 0
+        vocabulary = rel.Vocabulary.loads(current[2])
+        changed = tx.features.changed_papers(covered, tx.features.last_paper_id(current[0]))
+        # A chunk even when nothing changed among the vectorised papers: it records the time covered.
+        # The last vector of a paper wins when the chunks are stacked (FeatureMatrix).
+        rows = vocabulary.transform([rel.paper_text(t, a) for _, t, a in changed])
+        tx.features.add_chunk(current[0], tx.features.last_paper_id(current[0]),
+                              rel.dump_rows([p[0] for p in changed], rows), updated_until=newest)
+        return len(changed)
+
+
 def _refit_due(fitted: int, count: int) -> bool:
     return count > fitted and (fitted < SMALL_STORE or count >= REFIT_GROWTH * fitted)
 
@@ -114,10 +138,11 @@ def _refit(tx: Transaction, generation: int, now: datetime) -> int:
         after = batch[-1][0]
     vocabulary, rows = rel.Vocabulary.fit_rows([rel.paper_text(t, a) for _, t, a in papers])
     tx.features.new_generation(generation, len(papers), vocabulary.dumps(), now)
+    newest_update = tx.features.newest_update()
     for start in range(0, len(papers), CHUNK_PAPERS):
         chunk = papers[start:start + CHUNK_PAPERS]
         tx.features.add_chunk(generation, chunk[-1][0], rel.dump_rows(
-            [p[0] for p in chunk], rows[start:start + CHUNK_PAPERS]))
+            [p[0] for p in chunk], rows[start:start + CHUNK_PAPERS]), updated_until=newest_update)
     return len(papers)
 
 
