@@ -11,6 +11,7 @@ trained once per change of its likes and votes (the fingerprint) and kept in ``r
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -57,12 +58,32 @@ class _Loaded:
     matrix: rel.FeatureMatrix | None = None
 
 
+MODELS_KEPT = 64  # readers' models a process keeps in memory (each is a vector of the vocabulary's size)
+
+
 class RelevanceIndex:
-    """The process's copy of the stored features (thread-safe; one per process, in the parts)."""
+    """The process's copy of the stored features (thread-safe; one per process, in the parts), and
+    of the readers' models it used last."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loaded = _Loaded()
+        self._models: OrderedDict[int, tuple[str, rel.ReaderModel]] = OrderedDict()
+
+    def model(self, recipient_id: int, fingerprint: str) -> rel.ReaderModel | None:
+        with self._lock:
+            kept = self._models.get(recipient_id)
+            if kept is None or kept[0] != fingerprint:
+                return None
+            self._models.move_to_end(recipient_id)
+            return kept[1]
+
+    def keep(self, recipient_id: int, fingerprint: str, model: rel.ReaderModel) -> None:
+        with self._lock:
+            self._models[recipient_id] = (fingerprint, model)
+            self._models.move_to_end(recipient_id)
+            while len(self._models) > MODELS_KEPT:
+                self._models.popitem(last=False)
 
     def current(self, store: Store, now: datetime) -> tuple[int, rel.Vocabulary, rel.FeatureMatrix]:
         """(generation, vocabulary, matrix) of every stored paper, stored features brought up to date first."""
@@ -178,8 +199,8 @@ def similar(store: Store, index: RelevanceIndex, examples: list[str], limit: int
         ids = [p.id for p in resolve_papers(tx, examples)]
     _generation, _vocabulary, matrix = index.current(store, now)
     with store.reading() as tx:
-        model = rel.ReaderModel.train(matrix, ids, ())
-        return _ranked(tx, matrix, model.scores(matrix.rows), limit, set(ids))
+        weights = rel.similar_weights(matrix, matrix.positions(ids))
+        return _ranked(tx, matrix, np.asarray(matrix.rows @ weights.astype(np.float32)).ravel(), limit, set(ids))
 
 
 @dataclass(frozen=True)
@@ -227,12 +248,17 @@ def recommend(store: Store, index: RelevanceIndex, recipient: str, limit: int, n
     """
     with store.reading() as tx:
         recipient_id = recipient_id_of(tx, recipient)
-        if not training_of(tx, recipient_id):
+        training = training_of(tx, recipient_id)
+        if not training:
             return []
     generation, _vocabulary, matrix = index.current(store, now)
-    with store.transaction() as tx:
-        training = training_of(tx, recipient_id)
-        model = reader_model(tx, recipient_id, generation, matrix, training, now)
+    fingerprint = rel.votes_fingerprint(generation, training.positives, training.negatives)
+    model = index.model(recipient_id, fingerprint)
+    if model is None:
+        with store.transaction() as tx:  # trained (and stored) only if its likes or votes changed
+            model = reader_model(tx, recipient_id, generation, matrix, training, now)
+        index.keep(recipient_id, fingerprint, model)
+    with store.reading() as tx:
         return _ranked(tx, matrix, model.scores(matrix.rows), limit, training.positives | training.negatives)
 
 
