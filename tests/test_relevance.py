@@ -212,3 +212,22 @@ def test_a_paper_revised_by_a_later_dump_is_vectorised_again(store) -> None:
     assert relevance.update_changed(store) == 0  # done once
     found = relevance.similar(store, index, ["robots paper 2"], 4, NOW)
     assert "diffusion paper 0" in [p["title"] for p in found]  # it is about robots now
+
+
+def test_subscribe_like_on_the_command_line(run, dumps) -> None:
+    assert run("init").returncode == 0 and run("ingest", str(dumps)).returncode == 0
+    title = json.loads(run("papers", "--limit", "1", "--json").stdout)[0]["title"]
+    made = json.loads(run("subscribe", "bob@example.org", "--like", title, "--cadence", "weekly", "--json").stdout)
+    assert (made["query"], made["likes"], made["top"], made["threshold"]) == ("", [title], 10, 0.2)
+    assert made["name"].startswith("papers like \u201c")
+    made = json.loads(run("subscribe", "eve@example.org", "diffusion", "--like", title, "--cadence", "daily",
+                          "--threshold", "0.5", "--json", DIGESTBOT_LIKE_TOP_PER_WEEK="14").stdout)
+    assert (made["query"], made["top"], made["threshold"], made["name"]) == ("diffusion", 2, 0.5, None)
+    listed = json.loads(run("subscriptions", "--json").stdout)
+    assert [s["likes"] for s in listed] == [[title], [title]]
+    for args in (["subscribe", "eve@example.org"], ["subscribe", "eve@example.org", "x", "--top", "3"],
+                 ["subscribe", "eve@example.org", "--like", "No such title"],
+                 ["subscribe", "eve@example.org", "--like", title, "--threshold", "2"]):
+        proc = run(*args)
+        assert proc.returncode == 2 and one_line_error(proc), args
+    assert len(json.loads(run("subscriptions", "--json").stdout)) == 2  # nothing else was made
