@@ -33,7 +33,7 @@ from digestbot.services.health import queue_admin_alerts
 from digestbot.services.ingest import dump_limits
 from digestbot.services import metrics
 from digestbot.services.jobs import record_run
-from digestbot.services.relevance import retrain_stale, update_features
+from digestbot.services.relevance import retrain_stale, update_changed, update_features
 from digestbot.services.retention import prune
 from digestbot.services.watch import Watcher
 from digestbot.settings import Settings
@@ -119,6 +119,7 @@ class Bot:
         no request or digest waits for them. A failure here is the relevance job's to report."""
         try:
             update_features(self.store, self.clock())
+            update_changed(self.store)
         except Exception as exc:
             log.warning("relevance features not updated: %s", str(exc).splitlines()[0] if str(exc) else exc)
 
@@ -128,7 +129,7 @@ class Bot:
 
     def _relevance(self) -> str:
         now = self.clock()
-        papers = update_features(self.store, now)
+        papers = update_features(self.store, now) + update_changed(self.store)
         models = retrain_stale(self.store, self.relevance_index, now)
         return f"{papers} paper(s) vectorised, {models} reader model(s) retrained"
 

@@ -150,6 +150,9 @@ def test_the_subscribe_page_finds_papers_by_title_and_subscribes_to_papers_like_
     assert (sub.query, sub.pending, sub.like_top) == ("", True, 10)  # weekly: 10 a week
     with Store(engine).reading() as tx:
         assert len(tx.votes.likes_of([sub.id])[sub.id]) == 2
+    from test_web import outbox
+    [confirm] = outbox(engine, "confirm")
+    assert "papers like \u201cspeech paper 0\u201d and 1 more" in json.loads(confirm.payload)["text"]
 
 
 def test_a_slack_click_is_answered_to_whoever_clicked_through_its_response_url(engine, tmp_path) -> None:

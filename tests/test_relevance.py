@@ -196,3 +196,38 @@ def test_similar_recommend_and_feedback_on_the_command_line(run, dumps) -> None:
     assert len(found) == 2 and title not in [p["title"] for p in found]
     proc = run("feedback", "ada@example.org", "A title nobody wrote", "down")
     assert proc.returncode == 2 and one_line_error(proc)
+
+
+def test_a_paper_revised_by_a_later_dump_is_vectorised_again(store) -> None:
+    from sqlalchemy import update
+
+    [first, *_] = add_papers(store, topical_papers())
+    index = relevance.RelevanceIndex()
+    index.current(store, NOW)
+    assert relevance.update_changed(store) == 0
+    with store.transaction() as tx:  # as ingest's update writes a revised abstract
+        tx.session.execute(update(Paper).where(Paper.id == first).values(
+            abstract="We study legged robot locomotion control.", updated_at=NOW))
+    assert relevance.update_changed(store) == 1
+    assert relevance.update_changed(store) == 0  # done once
+    found = relevance.similar(store, index, ["robots paper 2"], 4, NOW)
+    assert "diffusion paper 0" in [p["title"] for p in found]  # it is about robots now
+
+
+def test_subscribe_like_on_the_command_line(run, dumps) -> None:
+    assert run("init").returncode == 0 and run("ingest", str(dumps)).returncode == 0
+    title = json.loads(run("papers", "--limit", "1", "--json").stdout)[0]["title"]
+    made = json.loads(run("subscribe", "bob@example.org", "--like", title, "--cadence", "weekly", "--json").stdout)
+    assert (made["query"], made["likes"], made["like_top"], made["like_threshold"], made["top"]) == ("", [title], 10, 0.2, None)
+    assert made["name"].startswith("papers like \u201c")
+    made = json.loads(run("subscribe", "eve@example.org", "diffusion", "--like", title, "--cadence", "daily",
+                          "--like-threshold", "0.5", "--json", DIGESTBOT_LIKE_TOP_PER_WEEK="14").stdout)
+    assert (made["query"], made["like_top"], made["like_threshold"], made["name"]) == ("diffusion", 2, 0.5, None)
+    listed = json.loads(run("subscriptions", "--json").stdout)
+    assert [s["likes"] for s in listed] == [[title], [title]]
+    for args in (["subscribe", "eve@example.org"], ["subscribe", "eve@example.org", "x", "--like-top", "3"],
+                 ["subscribe", "eve@example.org", "--like", "No such title"],
+                 ["subscribe", "eve@example.org", "--like", title, "--like-threshold", "2"]):
+        proc = run(*args)
+        assert proc.returncode == 2 and one_line_error(proc), args
+    assert len(json.loads(run("subscriptions", "--json").stdout)) == 2  # nothing else was made

@@ -36,7 +36,7 @@ class Notices:
                            now: datetime) -> None:
         context = {
             "address": recipient.address,
-            "subscriptions": [{"query": sub.query, "schedule": schedule_label(sub)} for sub in subs],
+            "subscriptions": [{"query": sub.query or sub.name or "", "schedule": schedule_label(sub)} for sub in subs],
             "confirm_url": self.signer.confirm_url(recipient.id, [sub.id for sub in subs]),
             "valid_days": TIMED["confirm"] // 86400,
         }

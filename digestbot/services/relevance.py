@@ -11,6 +11,7 @@ trained once per change of its likes and votes (the fingerprint) and kept in ``r
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -63,12 +64,32 @@ class _Loaded:
     matrix: rel.FeatureMatrix | None = None
 
 
+MODELS_KEPT = 64  # readers' models a process keeps in memory (each is a vector of the vocabulary's size)
+
+
 class RelevanceIndex:
-    """The process's copy of the stored features (thread-safe; one per process, in the parts)."""
+    """The process's copy of the stored features (thread-safe; one per process, in the parts), and
+    of the readers' models it used last."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loaded = _Loaded()
+        self._models: OrderedDict[int, tuple[str, rel.ReaderModel]] = OrderedDict()
+
+    def model(self, recipient_id: int, fingerprint: str) -> rel.ReaderModel | None:
+        with self._lock:
+            kept = self._models.get(recipient_id)
+            if kept is None or kept[0] != fingerprint:
+                return None
+            self._models.move_to_end(recipient_id)
+            return kept[1]
+
+    def keep(self, recipient_id: int, fingerprint: str, model: rel.ReaderModel) -> None:
+        with self._lock:
+            self._models[recipient_id] = (fingerprint, model)
+            self._models.move_to_end(recipient_id)
+            while len(self._models) > MODELS_KEPT:
+                self._models.popitem(last=False)
 
     def current(self, store: Store, now: datetime) -> tuple[int, rel.Vocabulary, rel.FeatureMatrix]:
         """(generation, vocabulary, matrix) of every stored paper, stored features brought up to date first."""
@@ -92,7 +113,7 @@ def update_features(store: Store, now: datetime) -> int:
     """Store the vectors of papers that have none yet (refitting the vocabulary when the store has
     grown enough); returns how many papers were vectorised. Cheap when nothing changed."""
     with store.reading() as tx:
-        current = tx.features.current()
+        current = tx.features.fitted()
         count, newest = tx.features.paper_count(), tx.features.max_paper_id()
         last = tx.features.last_paper_id(current[0]) if current else 0
     if not count or (current is not None and newest <= last and not _refit_due(current[1], count)):
@@ -108,6 +129,30 @@ def update_features(store: Store, now: datetime) -> int:
         return 0  # another process stored the same generation first
 
 
+def update_changed(store: Store) -> int:
+    """Vectorise again the papers whose title or abstract changed (a later dump revised them) since
+    their vectors were stored; returns how many. For `run`'s jobs: it reads every paper's change time."""
+    with store.reading() as tx:
+        fitted = tx.features.fitted()
+        if fitted is None:
+            return 0
+        newest, covered = tx.features.newest_update(), tx.features.updated_until(fitted[0])
+    if newest is None or (covered is not None and newest <= covered):
+        return 0
+    with store.transaction() as tx:
+        current = tx.features.current()
+        if current is None or current[0] != fitted[0]:
+            return 0
+        vocabulary = rel.Vocabulary.loads(current[2])
+        changed = tx.features.changed_papers(covered, tx.features.last_paper_id(current[0]))
+        # A chunk even when nothing changed among the vectorised papers: it records the time covered.
+        # The last vector of a paper wins when the chunks are stacked (FeatureMatrix).
+        rows = vocabulary.transform([rel.paper_text(t, a) for _, t, a in changed])
+        tx.features.add_chunk(current[0], tx.features.last_paper_id(current[0]),
+                              rel.dump_rows([p[0] for p in changed], rows), updated_until=newest)
+        return len(changed)
+
+
 def _refit_due(fitted: int, count: int) -> bool:
     return count > fitted and (fitted < SMALL_STORE or count >= REFIT_GROWTH * fitted)
 
@@ -120,10 +165,11 @@ def _refit(tx: Transaction, generation: int, now: datetime) -> int:
         after = batch[-1][0]
     vocabulary, rows = rel.Vocabulary.fit_rows([rel.paper_text(t, a) for _, t, a in papers])
     tx.features.new_generation(generation, len(papers), vocabulary.dumps(), now)
+    newest_update = tx.features.newest_update()
     for start in range(0, len(papers), CHUNK_PAPERS):
         chunk = papers[start:start + CHUNK_PAPERS]
         tx.features.add_chunk(generation, chunk[-1][0], rel.dump_rows(
-            [p[0] for p in chunk], rows[start:start + CHUNK_PAPERS]))
+            [p[0] for p in chunk], rows[start:start + CHUNK_PAPERS]), updated_until=newest_update)
     return len(papers)
 
 
@@ -159,8 +205,8 @@ def similar(store: Store, index: RelevanceIndex, examples: list[str], limit: int
         ids = [p.id for p in resolve_papers(tx, examples)]
     _generation, _vocabulary, matrix = index.current(store, now)
     with store.reading() as tx:
-        model = rel.ReaderModel.train(matrix, ids, ())
-        return _ranked(tx, matrix, model.scores(matrix.rows), limit, set(ids))
+        weights = rel.similar_weights(matrix, matrix.positions(ids))
+        return _ranked(tx, matrix, np.asarray(matrix.rows @ weights.astype(np.float32)).ravel(), limit, set(ids))
 
 
 @dataclass(frozen=True)
@@ -208,12 +254,17 @@ def recommend(store: Store, index: RelevanceIndex, recipient: str, limit: int, n
     """
     with store.reading() as tx:
         recipient_id = recipient_id_of(tx, recipient)
-        if not training_of(tx, recipient_id):
+        training = training_of(tx, recipient_id)
+        if not training:
             return []
     generation, _vocabulary, matrix = index.current(store, now)
-    with store.transaction() as tx:
-        training = training_of(tx, recipient_id)
-        model = reader_model(tx, recipient_id, generation, matrix, training, now)
+    fingerprint = rel.votes_fingerprint(generation, training.positives, training.negatives)
+    model = index.model(recipient_id, fingerprint)
+    if model is None:
+        with store.transaction() as tx:  # trained (and stored) only if its likes or votes changed
+            model = reader_model(tx, recipient_id, generation, matrix, training, now)
+        index.keep(recipient_id, fingerprint, model)
+    with store.reading() as tx:
         return _ranked(tx, matrix, model.scores(matrix.rows), limit, training.positives | training.negatives)
 
 

@@ -21,6 +21,12 @@ class Features(Repository):
             .order_by(RelevanceVocabulary.generation.desc()).limit(1)).first()
         return tuple(row) if row else None
 
+    def fitted(self) -> tuple[int, int] | None:
+        """(generation, papers fitted on) of the newest vocabulary, without its bytes."""
+        row = self.session.execute(select(RelevanceVocabulary.generation, RelevanceVocabulary.papers)
+                                   .order_by(RelevanceVocabulary.generation.desc()).limit(1)).first()
+        return tuple(row) if row else None
+
     def state(self) -> tuple[int, int]:
         """(newest generation, newest chunk id): what a loaded index compares itself with."""
         generation = self.session.scalar(select(func.max(RelevanceVocabulary.generation))) or 0
@@ -46,9 +52,25 @@ class Features(Repository):
         self.session.add(RelevanceVocabulary(generation=generation, papers=papers, data=data, created_at=now))
         self.session.flush()
 
-    def add_chunk(self, generation: int, last_paper_id: int, data: bytes) -> None:
-        self.session.add(RelevanceFeatures(generation=generation, last_paper_id=last_paper_id, data=data))
+    def add_chunk(self, generation: int, last_paper_id: int, data: bytes, updated_until: datetime | None = None) -> None:
+        self.session.add(RelevanceFeatures(generation=generation, last_paper_id=last_paper_id, data=data,
+                                           updated_until=updated_until))
         self.session.flush()
+
+    def updated_until(self, generation: int) -> datetime | None:
+        return self.session.scalar(select(func.max(RelevanceFeatures.updated_until))
+                                   .where(RelevanceFeatures.generation == generation))
+
+    def newest_update(self) -> datetime | None:
+        return self.session.scalar(select(func.max(Paper.updated_at)))
+
+    def changed_papers(self, after: datetime | None, up_to_id: int) -> list[tuple[int, str, str]]:
+        """(id, title, abstract) of papers changed after ``after`` (all changed ones if None), ids up to ``up_to_id``."""
+        statement = select(Paper.id, Paper.title, Paper.abstract).where(Paper.updated_at.is_not(None),
+                                                                      Paper.id <= up_to_id)
+        if after is not None:
+            statement = statement.where(Paper.updated_at > after)
+        return [tuple(r) for r in self.session.execute(statement.order_by(Paper.id))]
 
     def papers_after(self, paper_id: int, limit: int) -> list[tuple[int, str, str]]:
         """(id, title, abstract) of papers with an id above ``paper_id``, by id."""

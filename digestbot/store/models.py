@@ -378,6 +378,8 @@ class RelevanceFeatures(Base):
     generation: Mapped[int] = mapped_column(
         ForeignKey("relevance_vocabularies.generation", ondelete="CASCADE"), index=True)
     last_paper_id: Mapped[int] = mapped_column(Integer)
+    # Papers changed (papers.updated_at) up to this time are in this generation's vectors.
+    updated_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 

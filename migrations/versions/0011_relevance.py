@@ -55,6 +55,7 @@ def upgrade() -> None:
             "relevance_vocabularies.generation", ondelete="CASCADE", name="fk_relevance_features_generation"),
             nullable=False),
         sa.Column("last_paper_id", sa.Integer, nullable=False),
+        sa.Column("updated_until", UTCDateTime),
         sa.Column("data", sa.LargeBinary, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_relevance_features"),
     )
