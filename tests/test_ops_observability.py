@@ -207,3 +207,19 @@ def test_doctor_reports_settings_that_do_not_parse(run) -> None:
     proc = run("doctor", DIGESTBOT_RETENTION_DAYS="ninety")
     assert proc.returncode == 1
     assert "✗ settings: DIGESTBOT_RETENTION_DAYS must be a int, not 'ninety'" in proc.stdout
+
+
+def test_doctor_logs_in_to_the_smtp_server_and_says_when_it_refuses(tmp_path) -> None:
+    from digestbot.services.doctor import run_checks
+    from fakes import FakeSmtp
+
+    with FakeSmtp(users={"bot": "right-password"}) as smtp:
+        common = dict(watch_dir=tmp_path, outbox_dir=tmp_path / "outbox", email_backend="smtp", slack_backend="file",
+                      smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_username="bot", smtp_starttls="no",
+                      database_url=f"sqlite:///{tmp_path / 'db.sqlite'}")
+        good = {c.name: c for c in run_checks(Settings(**common, smtp_password="right-password"))}
+        bad = {c.name: c for c in run_checks(Settings(**common, smtp_password="wrong-password"))}
+    assert good["email"].ok and "accepts the login" in good["email"].detail
+    assert not bad["email"].ok and "refused the login" in bad["email"].detail
+    assert "DIGESTBOT_SMTP_PASSWORD" in bad["email"].fix and "wrong-password" not in bad["email"].detail
+    assert not good["base URL"].ok  # real email with http:// links

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -24,6 +24,17 @@ from digestbot.store.models import AdminAlert, DigestItem, Match, OutboxMessage,
 from digestbot.errors import Conflict
 from digestbot.store.repository import Repository
 
+
+
+_DIGEST_ITEMS = {
+    "sqlite": "INSERT INTO digest_items (recipient_id, cadence, paper_id, digest_key, created_at) "
+              "SELECT json_extract(d.value, '$[0]'), json_extract(d.value, '$[1]'), p.value, "
+              "json_extract(d.value, '$[2]'), :now "
+              "FROM json_each(:items) AS d JOIN json_each(d.value, '$[3]') AS p",
+    "postgresql": "INSERT INTO digest_items (recipient_id, cadence, paper_id, digest_key, created_at) "
+                  "SELECT CAST(d ->> 0 AS INTEGER), d ->> 1, CAST(p AS INTEGER), d ->> 2, :now "
+                  "FROM json_array_elements(CAST(:items AS JSON)) AS d, json_array_elements_text(d -> 3) AS p",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,13 +244,16 @@ class Outbox(Repository):
 
         Raises ``Conflict`` when another process recorded one of them first.
         """
-        rows = [{"recipient_id": recipient_id, "cadence": cadence, "paper_id": paper_id, "digest_key": key,
-                 "created_at": now}
-                for recipient_id, cadence, paper_ids, key in digests for paper_id in paper_ids]
-        if not rows:
+        # One JSON document, its rows made by the database: an executemany of ~8 rows a digest cost
+        # the driver more than the database.
+        document = json.dumps([[recipient_id, cadence, key, list(paper_ids)]
+                               for recipient_id, cadence, paper_ids, key in digests if paper_ids])
+        if document == "[]":
             return
+        created = DigestItem.__table__.c.created_at.type
         try:
-            self.session.execute(insert(DigestItem.__table__), rows)
+            self.session.execute(text(_DIGEST_ITEMS[self.dialect]).bindparams(bindparam("now", type_=created)),
+                                 {"items": document, "now": now})
         except IntegrityError as exc:
             raise Conflict("digest items were recorded meanwhile by another process") from exc
 
