@@ -66,7 +66,8 @@ def test_an_email_link_records_on_post_never_on_get(engine, tmp_path) -> None:
 
 @pytest.mark.parametrize("forge", [
     lambda path: path[:-3] + ("AAA" if not path.endswith("AAA") else "BBB"),  # a signature altered
-    lambda path: path.replace("eyJ", "eyK", 1),  # the payload altered
+    lambda path: path.replace(".d.", ".u.", 1),  # the payload altered: "less" made "more"
+    lambda path: re.sub(r"/feedback/(\d+)\.", lambda m: f"/feedback/{int(m[1]) + 1}.", path),  # another reader
 ])
 def test_forged_links_are_refused_and_record_nothing(engine, tmp_path, forge) -> None:
     parts, payload = digest_for(engine, tmp_path, "ada@example.org")

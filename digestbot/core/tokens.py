@@ -7,7 +7,10 @@ manage token cannot be replayed as an unsubscribe token and a forged token is re
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
+import re
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
@@ -17,6 +20,10 @@ from digestbot.errors import DigestbotError
 class BadToken(DigestbotError, ValueError):
     """A token that was tampered with, forged, or made for another purpose."""
 
+
+# A vote token: recipient id, paper id, u(p) or d(own), and 128 bits of HMAC-SHA256 over them.
+_VOTE = re.compile(r"([0-9]{1,18})\.([0-9]{1,18})\.([ud])\.([A-Za-z0-9_-]{22})")
+_VOTES = {"u": "up", "d": "down"}
 
 # Purposes whose tokens expire: a confirmation link is good for a week. The links in digests
 # (manage, unsubscribe, see all) must keep working in old emails, so they carry no time.
@@ -29,6 +36,9 @@ class LinkSigner:
             raise ValueError("a signing key is required")
         self._key = secret_key
         self._serializers: dict[str, URLSafeSerializer] = {}
+        # Votes get a plain HMAC, not a serializer's JSON, zlib and base64: a digest carries two a
+        # paper, and signing them that way cost a third of a digest pass (issue 14's 500 digests/s).
+        self._vote_mac = hmac.new(self.derived_key("vote").encode(), digestmod=hashlib.sha256)
         self.base_url = base_url.rstrip("/")
 
     def derived_key(self, purpose: str) -> str:
@@ -73,15 +83,20 @@ class LinkSigner:
         return f"{self.base_url}/feedback/{self.vote_token(recipient_id, paper_id, action)}"
 
     def vote_token(self, recipient_id: int, paper_id: int, action: str) -> str:
-        return self.token("vote", {"r": recipient_id, "p": paper_id, "v": action})
+        body = f"{recipient_id}.{paper_id}.{action[0]}"
+        return f"{body}.{self._vote_signature(body)}"
+
+    def _vote_signature(self, body: str) -> str:
+        mac = self._vote_mac.copy()
+        mac.update(body.encode())
+        return base64.urlsafe_b64encode(mac.digest()[:16]).decode().rstrip("=")
 
     def load_vote(self, token: str) -> tuple[int, int, str]:
         """(recipient id, paper id, up|down) of a vote token; BadToken if it is not one."""
-        payload = self.load("vote", token)
-        r, p, v = payload.get("r"), payload.get("p"), payload.get("v")
-        if not (isinstance(r, int) and isinstance(p, int) and v in ("up", "down")):
-            raise BadToken("this link is not valid")
-        return r, p, v
+        found = _VOTE.fullmatch(token)
+        if found is None or not hmac.compare_digest(found[4], self._vote_signature(token.rpartition(".")[0])):
+            raise BadToken("this link is not valid (it may have been altered)")
+        return int(found[1]), int(found[2]), _VOTES[found[3]]
 
     def digest_url(self, recipient_id: int, digest_key: str) -> str:
         return f"{self.base_url}/digests/{self.token('digest', {'r': recipient_id, 'd': digest_key})}"
