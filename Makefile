@@ -31,6 +31,8 @@ demo: $(STAMP)
 	cd demo && DIGESTBOT_SETTLE_SECONDS=0 ../$(BIN)/digestbot ingest ../examples/dumps
 	@# What `digestbot fetch` writes: a Hugging Face daily-papers answer and an arXiv feed (ids, authors, upvotes).
 	cd demo && DIGESTBOT_SETTLE_SECONDS=0 ../$(BIN)/digestbot ingest ../examples/sources
+	@# "More like these": Carol gets the papers most like one she liked (examples must be stored first).
+	cd demo && ../$(BIN)/digestbot subscribe carol@example.org --like "fMRI-3D: A Comprehensive Dataset for Enhancing fMRI-based 3D Reconstruction" --cadence weekly --tz Europe/Paris --backfill 7
 	cd demo && ../$(BIN)/digestbot digest --now "$$(../$(BIN)/python -c 'import datetime as d; print((d.datetime.now(d.UTC) + d.timedelta(days=7)).isoformat())')"
 	cd demo && ../$(BIN)/digestbot send
 	cd demo && ../$(BIN)/digestbot status

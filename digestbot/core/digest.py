@@ -48,6 +48,11 @@ class PaperRef:
     arxiv_id: str | None = None
     authors: tuple[str, ...] | None = None
 
+    @classmethod
+    def of_row(cls, row) -> PaperRef:
+        """From a store row of these fields in this order (authors as the JSON list it is stored as)."""
+        *fields, authors = row
+        return cls(*fields, tuple(authors) if authors is not None else None)
 
 @dataclass(frozen=True, slots=True)
 class DigestPaper:

@@ -47,11 +47,6 @@ def _ref(sub: Subscription) -> SubscriptionRef:
     return SubscriptionRef(sub.id, sub.name or sub.query, _parsed_query(sub.query) if sub.query else NOTHING)
 
 
-def _paper(row) -> PaperRef:
-    *fields, authors = row
-    return PaperRef(*fields, tuple(authors) if authors is not None else None)
-
-
 def _count(built: list[BuiltDigest]) -> None:
     for b in built:
         metrics.DIGESTS.labels(b.cadence).inc()
@@ -128,7 +123,7 @@ class DigestBuilder:
         found: dict[int, tuple[PaperRef, list[SubscriptionRef]]] = {}
         for sub_id, *paper in tx.outbox.undigested(recipient_id, cadence, list(refs)):
             if paper[0] not in found:
-                found[paper[0]] = (_paper(paper), [])
+                found[paper[0]] = (PaperRef.of_row(paper), [])
             found[paper[0]][1].append(refs[sub_id])
         return found
 
@@ -298,7 +293,7 @@ class DigestBuilder:
         for sub_id, *paper in tx.outbox.undigested_of(list(refs)):
             group = found[key_of[sub_id]]
             if paper[0] not in group:
-                group[paper[0]] = (_paper(paper), [])
+                group[paper[0]] = (PaperRef.of_row(paper), [])
             group[paper[0]][1].append(refs[sub_id])
         return found
 

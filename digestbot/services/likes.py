@@ -78,7 +78,7 @@ def like_matches(tx: Transaction, recipient_id: int, cadence: str, group: list[t
             pool = {pid: ref for pid, (ref, subs) in matched.items() if any(s.id == sub.id for s in subs)}
             node = next((s.node for pid in pool for s in matched[pid][1] if s.id == sub.id), NOTHING)
         else:
-            pool = {row[0]: PaperRef(*row) for row in tx.votes.undigested_since(
+            pool = {row[0]: PaperRef.of_row(row) for row in tx.votes.undigested_since(
                 recipient_id, cadence, _window_start(sub, now))}
         for pid in pool:  # a query's match not chosen below is dropped from this subscription
             if pid in matched:

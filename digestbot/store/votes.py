@@ -90,13 +90,13 @@ class Votes(Repository):
         return bool(voted) or bool(self.liked_by(recipient_id))
 
     def undigested_since(self, recipient_id: int, cadence: str, since: datetime) -> list[tuple]:
-        """(id, title, abstract, authors_count, upvotes, published, first_seen) of papers first seen
+        """(id, title, abstract, authors_count, upvotes, published, first_seen, arxiv_id, authors) of papers first seen
         at or after ``since`` that no digest of this cadence to this recipient has covered."""
         already = exists().where(and_(DigestItem.recipient_id == recipient_id, DigestItem.cadence == cadence,
                                       DigestItem.paper_id == Paper.id))
         return [tuple(r) for r in self.session.execute(
             select(Paper.id, Paper.title, Paper.abstract, Paper.authors_count, Paper.upvotes, Paper.published,
-                   Paper.first_seen).where(Paper.first_seen >= since, ~already))]
+                   Paper.first_seen, Paper.arxiv_id, Paper.authors).where(Paper.first_seen >= since, ~already))]
 
     def titled(self, key_part: str, limit: int) -> list[Paper]:
         """Papers whose title key contains ``key_part``, newest first (the "papers like…" search box)."""
