@@ -20,7 +20,7 @@ install: $(STAMP)
 # A fresh SQLite database in ./demo: sample subscriptions, the sample dumps ingested and
 # matched, the digests due a week from now built and "sent" by the file backend to demo/outbox.
 demo: $(STAMP)
-	rm -rf demo && mkdir -p demo
+	rm -rf demo && mkdir -p demo/dumps  # demo/dumps: the watch folder of `digestbot run` there
 	@# The demo's own .env asks for the file backends by name: `digestbot run` and `serve` refuse
 	@# to write mail into files unless told to (production mail must never land there silently).
 	@# It stays offline: `digestbot run` there fetches no source (see the README's "Sources").
